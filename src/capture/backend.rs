@@ -1,0 +1,78 @@
+//! The seam between the capture engine and a device: submit, reap and discard iso URBs,
+//! and map buffer memory. Implemented by the real usbfs device and by the simulator.
+
+use std::time::Duration;
+
+use crate::dma::{MemoryLimit, Region};
+use crate::usb::urb::IsoUrb;
+use crate::usb::Speed;
+
+/// What a backend says about itself once opened.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackendInfo {
+    /// How errors name the device: "sim (sine 1 kHz)", "/dev/bus/usb/001/004 (0d8c:0014 USB Audio)".
+    pub name: String,
+    pub speed: Speed,
+    /// Whether the backend can map zero-copy memory at all (usbfs CAP_MMAP).
+    pub can_mmap: bool,
+    /// True for the in-process simulator (the UI says so on screen).
+    pub simulated: bool,
+}
+
+/// Errors a backend reports to the engine. The engine turns them into capture errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The device is gone (ENODEV / ESHUTDOWN, or POLLHUP on its fd).
+    #[error("device disconnected")]
+    Disconnected,
+    /// The kernel refused memory: over `usbfs_memory_mb` or out of memory (ENOMEM).
+    #[error("out of usbfs memory (ENOMEM) during {op}")]
+    NoMemory { op: &'static str },
+    /// Any other errno from an operation.
+    #[error("{op} failed: {errno}")]
+    Os { op: &'static str, errno: nix::errno::Errno },
+}
+
+impl BackendError {
+    /// Maps an errno from `op` to the error kind the engine acts on (the one place errno
+    /// meanings are decided for the data path).
+    pub fn from_errno(op: &'static str, errno: nix::errno::Errno) -> BackendError {
+        use nix::errno::Errno;
+        match errno {
+            Errno::ENODEV | Errno::ESHUTDOWN => BackendError::Disconnected,
+            Errno::ENOMEM => BackendError::NoMemory { op },
+            errno => BackendError::Os { op, errno },
+        }
+    }
+}
+
+/// A device the engine can stream iso IN from.
+///
+/// Ownership follows the URB: `submit` takes it (the kernel now owns its memory), `reap`
+/// hands it back completed. `submit` returns the URB with the error so nothing is lost.
+pub trait Backend: Send + 'static {
+    /// Who this is, for messages and the UI.
+    fn info(&self) -> BackendInfo;
+
+    /// The caps this device's memory counts against (`usbfs_memory_mb` and the app cap).
+    fn memory_limit(&self, app_cap_bytes: u64) -> MemoryLimit;
+
+    /// Maps `len` bytes of zero-copy buffer memory for this device (mmap of the usbfs fd).
+    fn map_dma(&mut self, len: usize) -> Result<Region, nix::errno::Errno>;
+
+    /// Queues `urb` on the device.
+    fn submit(&mut self, urb: IsoUrb) -> Result<(), (IsoUrb, BackendError)>;
+
+    /// Returns the next completed URB, waiting at most `timeout` (zero: don't wait).
+    /// `Ok(None)` means nothing completed in time.
+    fn reap(&mut self, timeout: Duration) -> Result<Option<IsoUrb>, BackendError>;
+
+    /// Asks the device to cancel every URB in flight; they still come back through `reap`.
+    fn discard_all(&mut self);
+
+    /// URBs submitted and not yet reaped.
+    fn in_flight(&self) -> usize;
+
+    /// System calls made on the data path so far (submit, reap, poll, discard).
+    fn syscalls(&self) -> u64;
+}

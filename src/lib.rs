@@ -1,0 +1,12 @@
+//! isoscope: a USB isochronous oscilloscope and audio monitor for Linux with usbfs
+//! zero-copy capture.
+//!
+//! The data path, in the order bytes travel:
+//! [`usb`] (devices, URBs) -> [`dma`] (the mmap'd buffer pool) -> [`capture`] (the engine
+//! thread: reap, walk packets, copy valid bytes) -> [`dsp`] (decode) -> lock-free rings to
+//! consumers. [`sim`] provides devices without hardware.
+
+pub mod capture;
+pub mod dma;
+pub mod dsp;
+pub mod usb;

@@ -1,0 +1,84 @@
+//! Talking to USB devices: descriptors, discovery in sysfs, the usbfs device node and its
+//! ioctls, iso URBs, and USB Audio Class stream setup.
+
+pub mod urb;
+
+/// Bus speed of a device (`USB_SPEED_*` in the kernel's ch9.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Speed {
+    Low,
+    Full,
+    High,
+    Super,
+    SuperPlus,
+}
+
+impl Speed {
+    /// Length of one (micro)frame in microseconds: the unit of an iso endpoint's interval.
+    pub const fn frame_us(self) -> u32 {
+        match self {
+            Speed::Low | Speed::Full => 1000,
+            Speed::High | Speed::Super | Speed::SuperPlus => 125,
+        }
+    }
+
+    /// The kernel's `USB_SPEED_*` value (as in `usbdevfs_conninfo_ex.speed` / GET_SPEED).
+    pub fn from_kernel(v: u32) -> Option<Speed> {
+        Some(match v {
+            1 => Speed::Low,
+            2 => Speed::Full,
+            3 => Speed::High,
+            5 => Speed::Super,
+            6 => Speed::SuperPlus,
+            _ => return None,
+        })
+    }
+
+    /// sysfs `speed` file values: "1.5", "12", "480", "5000", "10000", "20000".
+    pub fn from_sysfs_mbps(s: &str) -> Option<Speed> {
+        Some(match s.trim() {
+            "1.5" => Speed::Low,
+            "12" => Speed::Full,
+            "480" => Speed::High,
+            "5000" => Speed::Super,
+            "10000" | "20000" => Speed::SuperPlus,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Speed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Speed::Low => "low speed (1.5 Mb/s)",
+            Speed::Full => "full speed (12 Mb/s)",
+            Speed::High => "high speed (480 Mb/s)",
+            Speed::Super => "SuperSpeed (5 Gb/s)",
+            Speed::SuperPlus => "SuperSpeed+ (10 Gb/s)",
+        })
+    }
+}
+
+/// A device that can do control transfers on endpoint 0 (usbfs `USBDEVFS_CONTROL`, or a
+/// simulated device). UAC rate setting is written against this.
+pub trait ControlTransfer {
+    /// An IN control transfer; returns the bytes received into `data`.
+    fn control_in(
+        &mut self,
+        request_type: u8,
+        request: u8,
+        value: u16,
+        index: u16,
+        data: &mut [u8],
+    ) -> Result<usize, nix::errno::Errno>;
+
+    /// An OUT control transfer of `data`.
+    fn control_out(
+        &mut self,
+        request_type: u8,
+        request: u8,
+        value: u16,
+        index: u16,
+        data: &[u8],
+    ) -> Result<(), nix::errno::Errno>;
+}
