@@ -9,4 +9,5 @@
 pub mod capture;
 pub mod dma;
 pub mod dsp;
+pub mod sim;
 pub mod usb;

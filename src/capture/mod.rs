@@ -3,5 +3,11 @@
 //! lock-free rings, never blocking on a consumer.
 
 pub mod backend;
+pub mod engine;
+pub mod plan;
+pub mod stats;
 
 pub use backend::{Backend, BackendError, BackendInfo};
+pub use engine::{Capture, CaptureConfig, CaptureError, CaptureInfo, Command, Event, Sink};
+pub use plan::{ModeRequest, StreamConfig, UrbPlan};
+pub use stats::{CaptureCounters, StatsSnapshot};

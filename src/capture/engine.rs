@@ -1,0 +1,476 @@
+//! The engine: sets a capture up (plan, pool, preflight, fallback), then runs the capture
+//! thread that reaps URBs, resubmits, walks packets, copies the valid bytes out of the
+//! slot, decodes, and pushes whole frames into SPSC rings without ever blocking.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use nix::errno::Errno;
+use nix::libc;
+use ringbuf::traits::{Observer, Producer};
+use ringbuf::HeapProd;
+
+use super::backend::{Backend, BackendError, BackendInfo};
+use super::plan::{ModeRequest, StreamConfig, UrbPlan};
+use super::stats::{thread_cpu_ns, CaptureCounters, StatsSnapshot};
+use crate::dma::{
+    BudgetError, BufferPool, MemoryLimit, MemoryPlan, PoolLayout, TransferPath, USBFS_MEMORY_MB_PATH,
+};
+use crate::dsp::{decode_into, PcmFormat};
+use crate::usb::urb::{IsoUrb, PacketStatus, UrbError};
+
+/// How long one wait for a completion lasts before the engine checks its commands.
+const REAP_WAIT: Duration = Duration::from_millis(20);
+/// How long teardown waits for discarded URBs to come back.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// A consumer's ring. The engine pushes whole frames only; a full ring drops and counts.
+pub enum Sink {
+    /// The valid bytes as the device sent them (recording, verification).
+    Bytes(HeapProd<u8>),
+    /// Decoded interleaved samples (scope, audio).
+    Frames(HeapProd<f32>),
+}
+
+/// How to capture.
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    pub mode: ModeRequest,
+    /// Target duration of one URB.
+    pub urb_ms: f64,
+    /// Target audio queued in the kernel.
+    pub queue_ms: f64,
+    /// Fixed packets per URB (overrides `urb_ms`).
+    pub packets_per_urb: Option<usize>,
+    /// Fixed URBs in flight (overrides `queue_ms`).
+    pub urbs: Option<usize>,
+    /// isoscope's own cap on its buffer memory.
+    pub app_cap_bytes: u64,
+    /// Fill every buffer with this pattern before streaming (to see stale bytes).
+    pub prefill: Option<Vec<u8>>,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            mode: ModeRequest::Auto,
+            urb_ms: 4.0,
+            queue_ms: 32.0,
+            packets_per_urb: None,
+            urbs: None,
+            app_cap_bytes: MemoryLimit::DEFAULT_APP_CAP,
+            prefill: None,
+        }
+    }
+}
+
+/// What a capture was set up with.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CaptureInfo {
+    pub device: BackendInfo,
+    pub stream: StreamConfig,
+    pub plan: UrbPlan,
+    pub memory: MemoryPlan,
+    pub limit: MemoryLimit,
+    /// The path every URB takes.
+    pub path: TransferPath,
+    /// Why zero-copy was not used in auto mode, if it was not.
+    pub fallback: Option<String>,
+}
+
+/// Why a capture could not start or had to end.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    #[error("{device}: {source}")]
+    Budget { device: String, source: BudgetError },
+    #[error("{device}: zero-copy capture is not available: {reason}. Use --mode auto or --mode copy to capture in copy mode")]
+    ZeroCopyUnavailable { device: String, reason: String },
+    #[error("{device}: cannot build iso URBs: {source}")]
+    Urb { device: String, source: UrbError },
+    #[error("{device}: {source}{fix}")]
+    Device { device: String, source: BackendError, fix: &'static str },
+    #[error("{device}: device disconnected. What was captured so far is kept; reconnect the device and start again")]
+    Disconnected { device: String },
+    #[error("cannot start the capture thread: {0}")]
+    Thread(String),
+}
+
+impl CaptureError {
+    fn from_backend(device: &str, e: BackendError) -> CaptureError {
+        let fix = match e {
+            BackendError::Disconnected => return CaptureError::Disconnected { device: device.to_string() },
+            BackendError::NoMemory { .. } => {
+                ". The usbfs memory cap (usbfs_memory_mb) is shared by every usbfs user on the \
+                 machine and may be used up by other programs: use fewer or smaller URBs, or raise it \
+                 (see `isoscope list` for the current value)"
+            }
+            BackendError::Os { errno: Errno::EBUSY, .. } => {
+                ". Another program or kernel driver holds the interface: close it, or let isoscope \
+                 detach the kernel driver"
+            }
+            BackendError::Os { .. } => "",
+        };
+        CaptureError::Device { device: device.to_string(), source: e, fix }
+    }
+}
+
+/// Commands to the capture thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Stop,
+}
+
+/// What the capture thread reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The capture ended on request; URBs in flight were discarded and reaped.
+    Stopped,
+    /// The capture ended on its own; the stats and everything already pushed are kept.
+    Failed(CaptureError),
+}
+
+/// A running capture: the engine thread and the handles to talk to it.
+pub struct Capture {
+    info: CaptureInfo,
+    counters: Arc<CaptureCounters>,
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Why zero-copy could not be set up.
+enum ZeroCopyRefusal {
+    NoCapMmap,
+    Budget(BudgetError),
+    Mmap(Errno, usize),
+}
+
+impl ZeroCopyRefusal {
+    fn reason(&self) -> String {
+        match self {
+            ZeroCopyRefusal::NoCapMmap => {
+                "the kernel offers no usbfs mmap (CAP_MMAP missing; it needs Linux 4.6 or later)".into()
+            }
+            ZeroCopyRefusal::Budget(e) => e.to_string(),
+            ZeroCopyRefusal::Mmap(Errno::ENOMEM, len) => format!(
+                "mmap of {len} bytes on the usbfs fd failed with ENOMEM: the machine-wide usbfs \
+                 memory cap is used up (other programs count too) or no contiguous memory was free; \
+                 raise {USBFS_MEMORY_MB_PATH} or use fewer or smaller URBs"
+            ),
+            ZeroCopyRefusal::Mmap(e @ (Errno::EPERM | Errno::EACCES), len) => format!(
+                "mmap of {len} bytes on the usbfs fd failed with {e}: the device node must be open \
+                 read-write (check its permissions and the udev rule)"
+            ),
+            ZeroCopyRefusal::Mmap(e, len) => format!("mmap of {len} bytes on the usbfs fd failed with {e}"),
+        }
+    }
+
+    fn into_error(self, device: &str) -> CaptureError {
+        match self {
+            ZeroCopyRefusal::Budget(source) => CaptureError::Budget { device: device.to_string(), source },
+            other => CaptureError::ZeroCopyUnavailable { device: device.to_string(), reason: other.reason() },
+        }
+    }
+}
+
+fn zero_copy_pool<B: Backend>(
+    backend: &mut B,
+    layout: PoolLayout,
+    plan: &UrbPlan,
+    limit: &MemoryLimit,
+) -> Result<BufferPool, ZeroCopyRefusal> {
+    if !backend.info().can_mmap {
+        return Err(ZeroCopyRefusal::NoCapMmap);
+    }
+    layout
+        .plan(TransferPath::ZeroCopy, plan.urbs_in_flight, plan.packets_per_urb)
+        .check(limit)
+        .map_err(ZeroCopyRefusal::Budget)?;
+    BufferPool::mapped(layout, |len| backend.map_dma(len).map_err(|e| ZeroCopyRefusal::Mmap(e, len)))
+}
+
+impl Capture {
+    /// Sets up and starts a capture of `stream` on `backend`, pushing into `sinks`.
+    ///
+    /// Everything that can be checked before streaming is checked here, on the caller's
+    /// thread: the memory budget (DESIGN invariant 3), zero-copy availability (falling back
+    /// to copy mode in `auto`), URB limits, and the first submissions.
+    pub fn start<B: Backend>(
+        mut backend: B,
+        stream: StreamConfig,
+        cfg: &CaptureConfig,
+        sinks: Vec<Sink>,
+    ) -> Result<Capture, CaptureError> {
+        let device = backend.info();
+        let name = device.name.clone();
+        let plan = UrbPlan::for_stream(&stream, cfg.urb_ms, cfg.queue_ms, cfg.packets_per_urb, cfg.urbs);
+        let limit = backend.memory_limit(cfg.app_cap_bytes);
+        let layout = PoolLayout::new(plan.packets_per_urb * stream.packet_len as usize, plan.total_urbs());
+
+        let (mut pool, fallback) = match cfg.mode {
+            ModeRequest::Copy => (BufferPool::heap(layout), None),
+            ModeRequest::ZeroCopy => {
+                (zero_copy_pool(&mut backend, layout, &plan, &limit).map_err(|r| r.into_error(&name))?, None)
+            }
+            ModeRequest::Auto => match zero_copy_pool(&mut backend, layout, &plan, &limit) {
+                Ok(pool) => (pool, None),
+                Err(why) => (BufferPool::heap(layout), Some(why.reason())),
+            },
+        };
+        let memory = layout.plan(pool.path(), plan.urbs_in_flight, plan.packets_per_urb);
+        memory.check(&limit).map_err(|source| CaptureError::Budget { device: name.clone(), source })?;
+        if let Some(pattern) = &cfg.prefill {
+            pool.prefill(pattern);
+        }
+        let path = pool.path();
+
+        let mut urbs = Vec::with_capacity(plan.total_urbs());
+        for (id, slot) in pool.into_slots().into_iter().enumerate() {
+            let urb = IsoUrb::new(id, stream.endpoint, slot, plan.packets_per_urb, stream.packet_len)
+                .map_err(|source| CaptureError::Urb { device: name.clone(), source })?;
+            urbs.push(urb);
+        }
+        let spare = urbs.split_off(plan.urbs_in_flight);
+        for urb in urbs {
+            backend.submit(urb).map_err(|(_, e)| CaptureError::from_backend(&name, e))?;
+        }
+
+        let info = CaptureInfo { device, stream, plan, memory, limit, path, fallback };
+        let counters = Arc::new(CaptureCounters::default());
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(4);
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let max_bytes = plan.packets_per_urb * stream.packet_len as usize;
+        let worker = Worker {
+            backend,
+            name,
+            format: stream.format,
+            sinks,
+            spare,
+            staging: Vec::with_capacity(max_bytes),
+            scratch: vec![0.0; max_bytes / stream.format.sample.bytes()],
+            counters: Arc::clone(&counters),
+            commands: cmd_rx,
+            events: ev_tx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("isoscope-capture".into())
+            .spawn(move || worker.run())
+            .map_err(|e| CaptureError::Thread(e.to_string()))?;
+        Ok(Capture { info, counters, commands: cmd_tx, events: ev_rx, thread: Some(thread) })
+    }
+
+    pub fn info(&self) -> &CaptureInfo {
+        &self.info
+    }
+
+    /// The live counters (shared with the engine thread).
+    pub fn counters(&self) -> &Arc<CaptureCounters> {
+        &self.counters
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Events from the engine thread (at most one: how it ended).
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// Whether the engine thread has ended (stopped, failed or disconnected).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops the capture: URBs in flight are discarded and reaped, data already completed
+    /// is still pushed, the device is released. Returns the final stats and, if the capture
+    /// had already failed, why.
+    pub fn stop(mut self) -> (StatsSnapshot, Option<CaptureError>) {
+        self.shutdown();
+        let failure = self.events.try_iter().find_map(|e| match e {
+            Event::Failed(err) => Some(err),
+            Event::Stopped => None,
+        });
+        (self.counters.snapshot(), failure)
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.commands.try_send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Everything the capture thread owns; allocated before the thread starts.
+struct Worker<B: Backend> {
+    backend: B,
+    name: String,
+    format: PcmFormat,
+    sinks: Vec<Sink>,
+    /// URBs out of the kernel, ready to submit.
+    spare: Vec<IsoUrb>,
+    /// The valid bytes of one URB, compacted (DESIGN invariant 6: a plain copy out of DMA
+    /// memory before anything converts them).
+    staging: Vec<u8>,
+    /// Decoded samples of one URB.
+    scratch: Vec<f32>,
+    counters: Arc<CaptureCounters>,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+}
+
+enum Outcome {
+    Stopped,
+    Failed(CaptureError),
+}
+
+impl<B: Backend> Worker<B> {
+    fn run(mut self) {
+        let cpu0 = thread_cpu_ns();
+        let t0 = Instant::now();
+        let mut urbs_seen = 0u64;
+        let outcome = loop {
+            match self.commands.try_recv() {
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break Outcome::Stopped,
+                Err(TryRecvError::Empty) => {}
+            }
+            match self.backend.reap(REAP_WAIT) {
+                Ok(Some(urb)) => {
+                    if let Err(e) = self.on_reaped(urb, true) {
+                        break Outcome::Failed(CaptureError::from_backend(&self.name, e));
+                    }
+                    urbs_seen += 1;
+                    if urbs_seen % 32 == 0 {
+                        self.publish_times(cpu0, t0);
+                    }
+                }
+                Ok(None) => self.publish_times(cpu0, t0),
+                Err(e) => break Outcome::Failed(CaptureError::from_backend(&self.name, e)),
+            }
+        };
+        self.teardown();
+        self.publish_times(cpu0, t0);
+        let _ = self.events.send(match outcome {
+            Outcome::Stopped => Event::Stopped,
+            Outcome::Failed(e) => Event::Failed(e),
+        });
+    }
+
+    fn publish_times(&self, cpu0: u64, t0: Instant) {
+        let c = &self.counters;
+        c.cpu_ns.store(thread_cpu_ns().saturating_sub(cpu0), Relaxed);
+        c.syscalls.store(self.backend.syscalls(), Relaxed);
+        c.elapsed_ns.store(t0.elapsed().as_nanos() as u64, Relaxed);
+    }
+
+    /// Discards what is in flight and reaps it all back; completed data is still delivered.
+    fn teardown(&mut self) {
+        self.backend.discard_all();
+        let deadline = Instant::now() + TEARDOWN_WAIT;
+        while self.backend.in_flight() > 0 && Instant::now() < deadline {
+            match self.backend.reap(Duration::from_millis(10)) {
+                Ok(Some(urb)) => {
+                    let _ = self.on_reaped(urb, false);
+                }
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Handles one completed URB: resubmit a spare first (so the kernel's queue stays
+    /// full), then deliver this one's valid bytes, then keep it as the next spare.
+    fn on_reaped(&mut self, urb: IsoUrb, resubmit: bool) -> Result<(), BackendError> {
+        match urb.status() {
+            s if s == -libc::ENOENT || s == -libc::ECONNRESET => {
+                self.spare.push(urb); // cancelled by discard: no data
+                return Ok(());
+            }
+            s if s == -libc::ESHUTDOWN || s == -libc::ENODEV => {
+                self.spare.push(urb);
+                return Err(BackendError::Disconnected);
+            }
+            _ => {}
+        }
+        if resubmit {
+            if let Some(mut next) = self.spare.pop() {
+                next.prepare();
+                if let Err((next, e)) = self.backend.submit(next) {
+                    self.spare.push(next);
+                    self.deliver(&urb);
+                    self.spare.push(urb);
+                    return Err(e);
+                }
+            }
+        }
+        self.deliver(&urb);
+        self.spare.push(urb);
+        Ok(())
+    }
+
+    /// Walks the packets at their fixed offsets and pushes the valid bytes (DESIGN invariant 1).
+    fn deliver(&mut self, urb: &IsoUrb) {
+        let c = &self.counters;
+        let fb = self.format.frame_bytes();
+        c.urbs.fetch_add(1, Relaxed);
+        c.count_path(urb.path(), urb.buffer_len());
+        self.staging.clear();
+        let (mut short, mut zero, mut misaligned) = (0u64, 0u64, 0u64);
+        for p in urb.packets() {
+            match p.status {
+                PacketStatus::Ok => {
+                    let whole = p.data.len() / fb * fb;
+                    misaligned += u64::from(whole != p.data.len());
+                    short += u64::from(p.is_short());
+                    zero += u64::from(p.actual == 0);
+                    self.staging.extend_from_slice(&p.data[..whole]);
+                }
+                PacketStatus::Error(errno) => c.count_error(errno),
+            }
+        }
+        c.packets.fetch_add(urb.packet_count() as u64, Relaxed);
+        c.short_packets.fetch_add(short, Relaxed);
+        c.zero_length_packets.fetch_add(zero, Relaxed);
+        c.misaligned_packets.fetch_add(misaligned, Relaxed);
+        c.bytes.fetch_add(self.staging.len() as u64, Relaxed);
+        let frames = self.staging.len() / fb;
+        c.frames.fetch_add(frames as u64, Relaxed);
+        if frames == 0 {
+            return;
+        }
+        let mut decoded = 0;
+        let mut dropped = 0u64;
+        let channels = usize::from(self.format.channels);
+        for sink in &mut self.sinks {
+            match sink {
+                Sink::Bytes(ring) => {
+                    let n = (ring.vacant_len() / fb).min(frames);
+                    ring.push_slice(&self.staging[..n * fb]);
+                    dropped += (frames - n) as u64;
+                }
+                Sink::Frames(ring) => {
+                    if decoded == 0 {
+                        decoded = decode_into(self.format.sample, &self.staging, &mut self.scratch);
+                    }
+                    let n = (ring.vacant_len() / channels).min(frames);
+                    ring.push_slice(&self.scratch[..n * channels]);
+                    dropped += (frames - n) as u64;
+                }
+            }
+        }
+        if dropped > 0 {
+            c.ring_drops.fetch_add(dropped, Relaxed);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Capture statistics: atomics the engine thread bumps once per URB, and the snapshot
+//! everyone else reads (UI, CLI, JSON). No locks on the hot path.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use nix::libc;
+
+use crate::dma::TransferPath;
+
+/// Packet errnos counted separately; anything else lands in "other".
+pub const COUNTED_ERRNOS: [(i32, &str); 7] = [
+    (libc::EXDEV, "EXDEV"),
+    (libc::EPROTO, "EPROTO"),
+    (libc::EILSEQ, "EILSEQ"),
+    (libc::EOVERFLOW, "EOVERFLOW"),
+    (libc::ENOSR, "ENOSR"),
+    (libc::ECOMM, "ECOMM"),
+    (libc::ETIME, "ETIME"),
+];
+
+/// Counters shared between the engine thread (writer) and everyone else (readers).
+/// Each is a running total, updated with Relaxed ordering: readers want a recent value,
+/// not a consistent cut across fields.
+#[derive(Debug, Default)]
+pub struct CaptureCounters {
+    /// URBs reaped with data (cancelled ones excluded).
+    pub urbs: AtomicU64,
+    /// URBs whose buffer was in an mmap'd region.
+    pub urbs_zerocopy: AtomicU64,
+    /// URBs whose buffer was heap memory (the kernel copied).
+    pub urbs_copy: AtomicU64,
+    pub packets: AtomicU64,
+    /// Valid payload bytes delivered.
+    pub bytes: AtomicU64,
+    /// Whole frames delivered.
+    pub frames: AtomicU64,
+    /// Packets with fewer bytes than requested (normal for audio; each leaves a gap).
+    pub short_packets: AtomicU64,
+    pub zero_length_packets: AtomicU64,
+    /// Packets that completed with an error status; their bytes are never read.
+    pub packet_errors: AtomicU64,
+    /// Per errno, in the order of [`COUNTED_ERRNOS`], then "other".
+    pub errors_by_errno: [AtomicU64; COUNTED_ERRNOS.len() + 1],
+    /// Packets whose length was not a whole number of frames (the tail was dropped).
+    pub misaligned_packets: AtomicU64,
+    /// Frames a full ring could not take, summed over rings.
+    pub ring_drops: AtomicU64,
+    /// Bytes the kernel copied to user space for us (copy path: whole URB buffers).
+    pub kernel_copied_bytes: AtomicU64,
+    /// CPU time of the engine thread (CLOCK_THREAD_CPUTIME_ID), ns.
+    pub cpu_ns: AtomicU64,
+    /// Data-path system calls (submit, reap, poll, discard).
+    pub syscalls: AtomicU64,
+    /// Wall time since streaming started, ns.
+    pub elapsed_ns: AtomicU64,
+}
+
+impl CaptureCounters {
+    pub(crate) fn count_error(&self, errno: i32) {
+        self.packet_errors.fetch_add(1, Relaxed);
+        let i = COUNTED_ERRNOS.iter().position(|&(e, _)| e == errno).unwrap_or(COUNTED_ERRNOS.len());
+        self.errors_by_errno[i].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn count_path(&self, path: TransferPath, buffer_len: usize) {
+        match path {
+            TransferPath::ZeroCopy => self.urbs_zerocopy.fetch_add(1, Relaxed),
+            TransferPath::Copy => {
+                self.kernel_copied_bytes.fetch_add(buffer_len as u64, Relaxed);
+                self.urbs_copy.fetch_add(1, Relaxed)
+            }
+        };
+    }
+
+    /// A copy of every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut errors = BTreeMap::new();
+        for (i, c) in self.errors_by_errno.iter().enumerate() {
+            let n = c.load(Relaxed);
+            if n > 0 {
+                let name = COUNTED_ERRNOS.get(i).map_or("other", |&(_, name)| name);
+                errors.insert(name.to_string(), n);
+            }
+        }
+        StatsSnapshot {
+            urbs: self.urbs.load(Relaxed),
+            urbs_zerocopy: self.urbs_zerocopy.load(Relaxed),
+            urbs_copy: self.urbs_copy.load(Relaxed),
+            packets: self.packets.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            frames: self.frames.load(Relaxed),
+            short_packets: self.short_packets.load(Relaxed),
+            zero_length_packets: self.zero_length_packets.load(Relaxed),
+            packet_errors: self.packet_errors.load(Relaxed),
+            packet_errors_by_errno: errors,
+            misaligned_packets: self.misaligned_packets.load(Relaxed),
+            ring_drops: self.ring_drops.load(Relaxed),
+            kernel_copied_bytes: self.kernel_copied_bytes.load(Relaxed),
+            cpu_ns: self.cpu_ns.load(Relaxed),
+            syscalls: self.syscalls.load(Relaxed),
+            elapsed_ns: self.elapsed_ns.load(Relaxed),
+        }
+    }
+}
+
+/// A point-in-time copy of [`CaptureCounters`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub urbs: u64,
+    pub urbs_zerocopy: u64,
+    pub urbs_copy: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub frames: u64,
+    pub short_packets: u64,
+    pub zero_length_packets: u64,
+    pub packet_errors: u64,
+    pub packet_errors_by_errno: BTreeMap<String, u64>,
+    pub misaligned_packets: u64,
+    pub ring_drops: u64,
+    pub kernel_copied_bytes: u64,
+    pub cpu_ns: u64,
+    pub syscalls: u64,
+    pub elapsed_ns: u64,
+}
+
+impl StatsSnapshot {
+    /// Engine CPU time per MiB of payload, in microseconds.
+    pub fn cpu_us_per_mib(&self) -> f64 {
+        if self.bytes == 0 {
+            return 0.0;
+        }
+        self.cpu_ns as f64 / 1000.0 / (self.bytes as f64 / (1 << 20) as f64)
+    }
+}
+
+/// CPU time consumed by the calling thread, in ns.
+pub fn thread_cpu_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}

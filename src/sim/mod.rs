@@ -1,0 +1,13 @@
+//! Simulated devices: signal models, a deterministic packet schedule with fault injection,
+//! an in-process backend with the kernel's usbfs semantics, and a verifier that checks a
+//! capture frame by frame against what the device sent.
+
+pub mod backend;
+pub mod schedule;
+pub mod signal;
+pub mod verify;
+
+pub use backend::{SimBackend, SimConfig, SimDevice, SimError};
+pub use schedule::{Faults, PacketPlan, Schedule};
+pub use signal::{PcmTable, Signal};
+pub use verify::Verifier;
