@@ -1,0 +1,238 @@
+//! Integration tests of the capture engine on the in-process simulated device, in both
+//! copy and zero-copy mode: bit-exact capture under faults, no stale byte ever delivered,
+//! the usbfs cap and the auto fallback, disconnect, the URB and region rules, full rings.
+
+use std::time::{Duration, Instant};
+
+use isoscope::capture::{Capture, CaptureConfig, CaptureError, ModeRequest, Sink, StatsSnapshot};
+use isoscope::dma::TransferPath;
+use isoscope::dsp::{decode_into, PcmFormat, SampleFormat};
+use isoscope::sim::{Faults, SimConfig, SimDevice};
+use nix::errno::Errno;
+use ringbuf::traits::{Consumer, Split};
+use ringbuf::HeapRb;
+
+fn sim(faults: Faults) -> SimDevice {
+    SimDevice::new(SimConfig { faults, realtime: false, ..SimConfig::default() }).unwrap()
+}
+
+struct Run {
+    info: isoscope::capture::CaptureInfo,
+    stats: StatsSnapshot,
+    failure: Option<CaptureError>,
+    bytes: Vec<u8>,
+}
+
+/// Captures until `packets` packets were seen (or the capture ends), then stops.
+fn capture(
+    dev: &SimDevice,
+    cfg: &CaptureConfig,
+    packets: u64,
+    ring_bytes: usize,
+) -> Result<Run, CaptureError> {
+    let (prod, mut cons) = HeapRb::<u8>::new(ring_bytes).split();
+    let cap = Capture::start(dev.backend(), dev.stream(), cfg, vec![Sink::Bytes(prod)])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cap.stats().packets < packets && !cap.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let info = cap.info().clone();
+    let (stats, failure) = cap.stop();
+    let mut bytes = vec![0u8; ring_bytes];
+    let n = cons.pop_slice(&mut bytes);
+    bytes.truncate(n);
+    Ok(Run { info, stats, failure, bytes })
+}
+
+fn mode_cfg(mode: ModeRequest) -> CaptureConfig {
+    CaptureConfig { mode, ..CaptureConfig::default() }
+}
+
+#[test]
+fn a_known_signal_is_captured_bit_exactly_through_short_packets_and_errors() {
+    let dev = sim(Faults { short_ratio: 0.3, error_ratio: 0.02, disconnect_after_s: None });
+    for (mode, path) in
+        [(ModeRequest::ZeroCopy, TransferPath::ZeroCopy), (ModeRequest::Copy, TransferPath::Copy)]
+    {
+        let run = capture(&dev, &mode_cfg(mode), 100_000, 32 << 20).unwrap();
+        let s = &run.stats;
+        assert!(run.failure.is_none(), "{:?}", run.failure);
+        assert_eq!(run.info.path, path);
+        assert!(s.packets >= 100_000);
+        assert!(s.short_packets > s.packets / 5, "{s:?}");
+        assert!(s.packet_errors > s.packets / 100, "{s:?}");
+        assert_eq!(s.ring_drops, 0);
+        assert_eq!(s.bytes, run.bytes.len() as u64);
+        let mut v = dev.verifier();
+        v.feed(&run.bytes);
+        assert_eq!(v.mismatched(), 0, "{mode:?}");
+        assert_eq!(v.verified(), s.frames, "{mode:?}");
+        match path {
+            TransferPath::ZeroCopy => assert_eq!((s.urbs_zerocopy, s.urbs_copy), (s.urbs, 0)),
+            TransferPath::Copy => {
+                assert_eq!((s.urbs_copy, s.urbs_zerocopy), (s.urbs, 0));
+                assert_eq!(s.kernel_copied_bytes, s.urbs * run.info.memory.urb_bytes as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn no_stale_byte_of_a_prefilled_pool_reaches_the_output() {
+    // 0x7F7F as a sample is +0.996 full scale; the 0.5-amplitude sine never gets there, so
+    // any leaked canary shows up as an out-of-range sample as well as a verifier mismatch.
+    let dev = sim(Faults { short_ratio: 0.5, error_ratio: 0.05, disconnect_after_s: None });
+    for mode in [ModeRequest::ZeroCopy, ModeRequest::Copy] {
+        let cfg = CaptureConfig { prefill: Some(vec![0x7F; 8]), ..mode_cfg(mode) };
+        let run = capture(&dev, &cfg, 120_000, 32 << 20).unwrap();
+        assert!(run.stats.packets >= 120_000);
+        let mut samples = vec![0f32; run.bytes.len() / 2];
+        decode_into(SampleFormat::S16Le, &run.bytes, &mut samples);
+        let worst = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(worst <= 0.5 + 1e-4, "{mode:?}: a stale byte leaked (|sample| = {worst})");
+        assert!(!run.bytes.windows(4).any(|w| w == [0x7F; 4]), "{mode:?}: canary in output");
+        let mut v = dev.verifier();
+        v.feed(&run.bytes);
+        assert_eq!((v.mismatched(), v.verified()), (0, run.stats.frames), "{mode:?}");
+    }
+}
+
+/// A 192 kHz 8-channel S32 device: big packets, so pools are big enough to meet a 1 MiB cap.
+fn wide_sim(usbfs_memory_mb: u32) -> SimDevice {
+    SimDevice::new(SimConfig {
+        format: PcmFormat { sample: SampleFormat::S32Le, channels: 8, rate: 192_000 },
+        usbfs_memory_mb,
+        realtime: false,
+        ..SimConfig::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn over_the_usbfs_cap_zero_copy_fails_before_streaming_and_auto_falls_back_visibly() {
+    let dev = wide_sim(1);
+    // Find a URB shape whose zero-copy pool (in flight + 1 spare slot, mapped for the whole
+    // capture) is over 1 MiB while copy mode's bounce buffers (in flight only) still fit.
+    let starts = |mode, packets, urbs| {
+        let cfg = CaptureConfig { packets_per_urb: Some(packets), urbs: Some(urbs), ..mode_cfg(mode) };
+        Capture::start(dev.backend(), dev.stream(), &cfg, vec![]).is_ok()
+    };
+    let (packets, urbs) = (64..=128)
+        .flat_map(|p| (2..40).map(move |n| (p, n)))
+        .find(|&(p, n)| !starts(ModeRequest::ZeroCopy, p, n) && starts(ModeRequest::Copy, p, n))
+        .expect("some URB shape fits copy mode but not zero-copy");
+    let cfg = CaptureConfig { packets_per_urb: Some(packets), urbs: Some(urbs), ..CaptureConfig::default() };
+
+    let err = Capture::start(
+        dev.backend(),
+        dev.stream(),
+        &CaptureConfig { mode: ModeRequest::ZeroCopy, ..cfg.clone() },
+        vec![],
+    )
+    .err()
+    .expect("zero-copy must be refused");
+    let msg = err.to_string();
+    assert!(matches!(err, CaptureError::Budget { .. }), "{msg}");
+    for needle in [
+        "usbfs_memory_mb is 1 MiB",
+        "/sys/module/usbcore/parameters/usbfs_memory_mb",
+        "usbcore.usbfs_memory_mb=",
+        "--urbs",
+    ] {
+        assert!(msg.contains(needle), "'{needle}' missing from: {msg}");
+    }
+
+    let run = capture(&dev, &cfg, 2_000, 8 << 20).unwrap();
+    assert_eq!(run.info.path, TransferPath::Copy);
+    let why = run.info.fallback.expect("auto mode says why it fell back");
+    assert!(why.contains("usbfs_memory_mb"), "{why}");
+    assert!(run.stats.packets >= 2_000 && run.stats.urbs_copy == run.stats.urbs);
+    let mut v = dev.verifier();
+    v.feed(&run.bytes);
+    assert_eq!(v.mismatched(), 0);
+}
+
+#[test]
+fn a_failing_mmap_errors_in_zerocopy_mode_and_falls_back_in_auto() {
+    for (errno, needle) in [(Errno::ENOMEM, "ENOMEM"), (Errno::EPERM, "read-write")] {
+        let dev =
+            SimDevice::new(SimConfig { mmap_error: Some(errno), realtime: false, ..SimConfig::default() })
+                .unwrap();
+        let err = Capture::start(dev.backend(), dev.stream(), &mode_cfg(ModeRequest::ZeroCopy), vec![])
+            .err()
+            .unwrap();
+        assert!(matches!(err, CaptureError::ZeroCopyUnavailable { .. }));
+        assert!(err.to_string().contains(needle), "{err}");
+        assert!(err.to_string().contains("--mode auto"), "{err}");
+        let run = capture(&dev, &mode_cfg(ModeRequest::Auto), 1_000, 1 << 20).unwrap();
+        assert_eq!(run.info.path, TransferPath::Copy);
+        assert!(run.info.fallback.unwrap().contains(needle));
+    }
+    let dev = SimDevice::new(SimConfig { can_mmap: false, realtime: false, ..SimConfig::default() }).unwrap();
+    let err =
+        Capture::start(dev.backend(), dev.stream(), &mode_cfg(ModeRequest::ZeroCopy), vec![]).err().unwrap();
+    assert!(err.to_string().contains("CAP_MMAP"), "{err}");
+}
+
+#[test]
+fn a_disconnect_mid_capture_ends_cleanly_and_keeps_what_was_captured() {
+    for mode in [ModeRequest::ZeroCopy, ModeRequest::Copy] {
+        let dev = sim(Faults { short_ratio: 0.2, error_ratio: 0.0, disconnect_after_s: Some(0.5) });
+        let run = capture(&dev, &mode_cfg(mode), u64::MAX, 8 << 20).unwrap();
+        let err = run.failure.expect("the capture reports the disconnect");
+        assert!(matches!(err, CaptureError::Disconnected { .. }), "{err}");
+        assert!(err.to_string().contains("disconnected"));
+        // 0.5 s of 125 us packets, less the URB that straddles the unplug.
+        assert!((3_900..=4_000).contains(&run.stats.packets), "{:?}", run.stats);
+        let mut v = dev.verifier();
+        v.feed(&run.bytes);
+        assert_eq!((v.mismatched(), v.verified()), (0, run.stats.frames));
+    }
+}
+
+#[test]
+fn every_urb_of_a_multi_region_zero_copy_pool_takes_the_mmap_path() {
+    let dev = wide_sim(64);
+    let cfg = CaptureConfig { packets_per_urb: Some(200), urbs: Some(24), ..mode_cfg(ModeRequest::ZeroCopy) };
+    let run = capture(&dev, &cfg, 20_000, 64 << 20).unwrap();
+    assert_eq!(run.info.plan.packets_per_urb, 128, "the kernel's 128-packet limit");
+    assert!(run.info.memory.region_bytes.len() > 1, "{:?}", run.info.memory);
+    assert!(run.info.memory.region_bytes.iter().all(|&b| b <= 1 << 20));
+    assert_eq!(run.stats.urbs_copy, 0);
+    assert_eq!(run.stats.urbs_zerocopy, run.stats.urbs);
+}
+
+#[test]
+fn a_full_ring_drops_and_counts_without_stalling_the_engine() {
+    let dev = sim(Faults::default());
+    let (bytes, _keep_cons) = HeapRb::<u8>::new(4096).split();
+    let (frames, _keep_frames) = HeapRb::<f32>::new(1 << 20).split();
+    let cap = Capture::start(
+        dev.backend(),
+        dev.stream(),
+        &mode_cfg(ModeRequest::ZeroCopy),
+        vec![Sink::Bytes(bytes), Sink::Frames(frames)],
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cap.stats().packets < 50_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (s, failure) = cap.stop();
+    assert!(failure.is_none());
+    assert!(s.packets >= 50_000, "the engine kept going: {s:?}");
+    // The byte ring took 1024 frames and dropped the rest; the frame ring took them all.
+    assert_eq!(s.ring_drops, s.frames - 1024);
+}
+
+#[test]
+fn real_time_pacing_delivers_at_the_device_rate() {
+    let dev = SimDevice::new(SimConfig::default()).unwrap();
+    let (prod, _cons) = HeapRb::<u8>::new(1 << 20).split();
+    let cap = Capture::start(dev.backend(), dev.stream(), &CaptureConfig::default(), vec![Sink::Bytes(prod)])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (s, _) = cap.stop();
+    let rate = s.frames as f64 / (s.elapsed_ns as f64 / 1e9);
+    assert!((40_000.0..52_000.0).contains(&rate), "{rate} frames/s from a 48 kHz device: {s:?}");
+}
