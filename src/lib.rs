@@ -9,5 +9,6 @@
 pub mod capture;
 pub mod dma;
 pub mod dsp;
+pub mod record;
 pub mod sim;
 pub mod usb;

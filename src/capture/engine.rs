@@ -193,6 +193,72 @@ fn zero_copy_pool<B: Backend>(
     BufferPool::mapped(layout, |len| backend.map_dma(len).map_err(|e| ZeroCopyRefusal::Mmap(e, len)))
 }
 
+type Prepared<B> = (Worker<B>, CaptureInfo, Sender<Command>, Receiver<Event>);
+
+/// Everything before streaming, on the caller's thread: the plan, the pool (zero-copy,
+/// copy, or the fallback), the preflight budget check, the URBs and their first submission.
+fn prepare<B: Backend>(
+    mut backend: B,
+    stream: StreamConfig,
+    cfg: &CaptureConfig,
+    sinks: Vec<Sink>,
+    urb_limit: Option<u64>,
+) -> Result<Prepared<B>, CaptureError> {
+    let device = backend.info();
+    let name = device.name.clone();
+    let plan = UrbPlan::for_stream(&stream, cfg.urb_ms, cfg.queue_ms, cfg.packets_per_urb, cfg.urbs);
+    let limit = backend.memory_limit(cfg.app_cap_bytes);
+    let layout = PoolLayout::new(plan.packets_per_urb * stream.packet_len as usize, plan.total_urbs());
+
+    let (mut pool, fallback) = match cfg.mode {
+        ModeRequest::Copy => (BufferPool::heap(layout), None),
+        ModeRequest::ZeroCopy => {
+            (zero_copy_pool(&mut backend, layout, &plan, &limit).map_err(|r| r.into_error(&name))?, None)
+        }
+        ModeRequest::Auto => match zero_copy_pool(&mut backend, layout, &plan, &limit) {
+            Ok(pool) => (pool, None),
+            Err(why) => (BufferPool::heap(layout), Some(why.reason())),
+        },
+    };
+    let memory = layout.plan(pool.path(), plan.urbs_in_flight, plan.packets_per_urb);
+    memory.check(&limit).map_err(|source| CaptureError::Budget { device: name.clone(), source })?;
+    if let Some(pattern) = &cfg.prefill {
+        pool.prefill(pattern);
+    }
+    let path = pool.path();
+
+    let mut urbs = Vec::with_capacity(plan.total_urbs());
+    for (id, slot) in pool.into_slots().into_iter().enumerate() {
+        let urb = IsoUrb::new(id, stream.endpoint, slot, plan.packets_per_urb, stream.packet_len)
+            .map_err(|source| CaptureError::Urb { device: name.clone(), source })?;
+        urbs.push(urb);
+    }
+    let spare = urbs.split_off(plan.urbs_in_flight);
+    for urb in urbs {
+        backend.submit(urb).map_err(|(_, e)| CaptureError::from_backend(&name, e))?;
+    }
+
+    let info = CaptureInfo { device, stream, plan, memory, limit, path, fallback };
+    let counters = Arc::new(CaptureCounters::default());
+    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(4);
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let max_bytes = plan.packets_per_urb * stream.packet_len as usize;
+    let worker = Worker {
+        backend,
+        name,
+        format: stream.format,
+        sinks,
+        spare,
+        staging: Vec::with_capacity(max_bytes),
+        scratch: vec![0.0; max_bytes / stream.format.sample.bytes()],
+        counters,
+        commands: cmd_rx,
+        events: ev_tx,
+        urb_limit,
+    };
+    Ok((worker, info, cmd_tx, ev_rx))
+}
+
 impl Capture {
     /// Sets up and starts a capture of `stream` on `backend`, pushing into `sinks`.
     ///
@@ -200,67 +266,37 @@ impl Capture {
     /// thread: the memory budget (DESIGN invariant 3), zero-copy availability (falling back
     /// to copy mode in `auto`), URB limits, and the first submissions.
     pub fn start<B: Backend>(
-        mut backend: B,
+        backend: B,
         stream: StreamConfig,
         cfg: &CaptureConfig,
         sinks: Vec<Sink>,
     ) -> Result<Capture, CaptureError> {
-        let device = backend.info();
-        let name = device.name.clone();
-        let plan = UrbPlan::for_stream(&stream, cfg.urb_ms, cfg.queue_ms, cfg.packets_per_urb, cfg.urbs);
-        let limit = backend.memory_limit(cfg.app_cap_bytes);
-        let layout = PoolLayout::new(plan.packets_per_urb * stream.packet_len as usize, plan.total_urbs());
-
-        let (mut pool, fallback) = match cfg.mode {
-            ModeRequest::Copy => (BufferPool::heap(layout), None),
-            ModeRequest::ZeroCopy => {
-                (zero_copy_pool(&mut backend, layout, &plan, &limit).map_err(|r| r.into_error(&name))?, None)
-            }
-            ModeRequest::Auto => match zero_copy_pool(&mut backend, layout, &plan, &limit) {
-                Ok(pool) => (pool, None),
-                Err(why) => (BufferPool::heap(layout), Some(why.reason())),
-            },
-        };
-        let memory = layout.plan(pool.path(), plan.urbs_in_flight, plan.packets_per_urb);
-        memory.check(&limit).map_err(|source| CaptureError::Budget { device: name.clone(), source })?;
-        if let Some(pattern) = &cfg.prefill {
-            pool.prefill(pattern);
-        }
-        let path = pool.path();
-
-        let mut urbs = Vec::with_capacity(plan.total_urbs());
-        for (id, slot) in pool.into_slots().into_iter().enumerate() {
-            let urb = IsoUrb::new(id, stream.endpoint, slot, plan.packets_per_urb, stream.packet_len)
-                .map_err(|source| CaptureError::Urb { device: name.clone(), source })?;
-            urbs.push(urb);
-        }
-        let spare = urbs.split_off(plan.urbs_in_flight);
-        for urb in urbs {
-            backend.submit(urb).map_err(|(_, e)| CaptureError::from_backend(&name, e))?;
-        }
-
-        let info = CaptureInfo { device, stream, plan, memory, limit, path, fallback };
-        let counters = Arc::new(CaptureCounters::default());
-        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(4);
-        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
-        let max_bytes = plan.packets_per_urb * stream.packet_len as usize;
-        let worker = Worker {
-            backend,
-            name,
-            format: stream.format,
-            sinks,
-            spare,
-            staging: Vec::with_capacity(max_bytes),
-            scratch: vec![0.0; max_bytes / stream.format.sample.bytes()],
-            counters: Arc::clone(&counters),
-            commands: cmd_rx,
-            events: ev_tx,
-        };
+        let (worker, info, commands, events) = prepare(backend, stream, cfg, sinks, None)?;
+        let counters = Arc::clone(&worker.counters);
         let thread = std::thread::Builder::new()
             .name("isoscope-capture".into())
             .spawn(move || worker.run())
             .map_err(|e| CaptureError::Thread(e.to_string()))?;
-        Ok(Capture { info, counters, commands: cmd_tx, events: ev_rx, thread: Some(thread) })
+        Ok(Capture { info, counters, commands, events, thread: Some(thread) })
+    }
+
+    /// Runs a capture on the calling thread until `urbs` URBs were delivered (or it ends),
+    /// then tears it down. The same engine as [`Capture::start`]; for benchmarks and
+    /// measurements that want the engine thread's own clock.
+    pub fn run_blocking<B: Backend>(
+        backend: B,
+        stream: StreamConfig,
+        cfg: &CaptureConfig,
+        sinks: Vec<Sink>,
+        urbs: u64,
+    ) -> Result<(CaptureInfo, StatsSnapshot), CaptureError> {
+        let (worker, info, _commands, events) = prepare(backend, stream, cfg, sinks, Some(urbs))?;
+        let counters = Arc::clone(&worker.counters);
+        worker.run();
+        match events.try_recv() {
+            Ok(Event::Failed(e)) => Err(e),
+            _ => Ok((info, counters.snapshot())),
+        }
     }
 
     pub fn info(&self) -> &CaptureInfo {
@@ -328,6 +364,8 @@ struct Worker<B: Backend> {
     counters: Arc<CaptureCounters>,
     commands: Receiver<Command>,
     events: Sender<Event>,
+    /// Stop after delivering this many URBs (blocking runs).
+    urb_limit: Option<u64>,
 }
 
 enum Outcome {
@@ -353,6 +391,9 @@ impl<B: Backend> Worker<B> {
                     urbs_seen += 1;
                     if urbs_seen % 32 == 0 {
                         self.publish_times(cpu0, t0);
+                    }
+                    if self.urb_limit.is_some_and(|n| self.counters.urbs.load(Relaxed) >= n) {
+                        break Outcome::Stopped;
                     }
                 }
                 Ok(None) => self.publish_times(cpu0, t0),

@@ -9,7 +9,8 @@ mod pool;
 mod region;
 
 pub use budget::{
-    kernel_urb_overhead, BudgetError, MemoryLimit, MemoryPlan, USBFS_MEMORY_MB_PATH, USB_MEMORY_STRUCT_BYTES,
+    human_bytes, kernel_urb_overhead, BudgetError, MemoryLimit, MemoryPlan, USBFS_MEMORY_MB_PATH,
+    USB_MEMORY_STRUCT_BYTES,
 };
 pub use pool::{BufferPool, PoolLayout};
 pub use region::{page_size, Containment, Region, RegionKind, Slot};

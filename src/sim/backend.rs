@@ -48,6 +48,11 @@ pub struct SimConfig {
     pub mmap_error: Option<Errno>,
     /// Seed of the fault schedule.
     pub seed: u64,
+    /// Model the controller's DMA as free for the CPU, as it is on real hardware: packets
+    /// get their lengths and statuses but their bytes are not written (the buffer keeps what
+    /// it held). For benchmarks of the engine's own cost; captures cannot be verified.
+    /// Copy mode still pays the kernel's memset at submit and copy at reap.
+    pub free_dma: bool,
 }
 
 impl Default for SimConfig {
@@ -63,6 +68,7 @@ impl Default for SimConfig {
             can_mmap: true,
             mmap_error: None,
             seed: 1,
+            free_dma: false,
         }
     }
 }
@@ -265,12 +271,16 @@ impl SimBackend {
             let off = i * plen;
             if plan.errno != 0 {
                 let n = (plan.reported_bytes as usize).min(plen);
-                target[off..off + n].fill(0xEE); // whatever a corrupted packet left behind
+                if !self.cfg.free_dma {
+                    target[off..off + n].fill(0xEE); // whatever a corrupted packet left behind
+                }
                 d.actual_length = plan.reported_bytes;
                 d.status = (-plan.errno) as u32;
             } else {
                 let n = plan.frames as usize * fb;
-                self.table.copy_frames(self.stream_pos, &mut target[off..off + n]);
+                if !self.cfg.free_dma {
+                    self.table.copy_frames(self.stream_pos, &mut target[off..off + n]);
+                }
                 d.actual_length = n as u32;
                 d.status = 0;
             }

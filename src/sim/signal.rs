@@ -131,10 +131,7 @@ impl PcmTable {
         if let Signal::Wav(path) = signal {
             return Self::from_wav(path);
         }
-        let frames = match signal {
-            Signal::Chirp { period_s, .. } => (period_s * format.rate as f64).round().max(1.0) as usize,
-            _ => format.rate.max(1) as usize,
-        };
+        let frames = table_frames(signal, format.rate);
         let fb = format.frame_bytes();
         let mut bytes = vec![0u8; frames * fb];
         let mut noise = crate::sim::schedule::SplitMix64::new(match signal {
@@ -261,6 +258,31 @@ impl PcmTable {
     }
 }
 
+/// How many frames one loop of the table holds: one exact period for whole-Hz tones (so
+/// the table is small and stays in cache), else one second (or the chirp's period).
+fn table_frames(signal: &Signal, rate: u32) -> usize {
+    let rate = u64::from(rate.max(1));
+    let period =
+        |f: f64| -> Option<u64> { (f.fract() == 0.0 && f >= 1.0).then(|| rate / gcd(rate, f as u64)) };
+    let frames = match signal {
+        Signal::Chirp { period_s, .. } => Some((period_s * rate as f64).round().max(1.0) as u64),
+        Signal::Sine { freq, .. } | Signal::Square { freq, .. } => period(*freq),
+        Signal::MultiTone { freqs, .. } => freqs
+            .iter()
+            .try_fold(1u64, |acc, &f| period(f).map(|p| acc / gcd(acc, p) * p).filter(|&l| l <= rate)),
+        Signal::Noise { .. } | Signal::Wav(_) => None,
+    };
+    frames.filter(|&f| f <= rate).unwrap_or(rate) as usize
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 /// Encodes `v` in [-1, 1] as one little-endian sample.
 fn encode(format: SampleFormat, v: f64, out: &mut [u8]) {
     let v = v.clamp(-1.0, 1.0);
@@ -303,7 +325,11 @@ mod tests {
     #[test]
     fn sine_table_has_the_right_amplitude_and_quadrature_channels() {
         let t = PcmTable::render(&Signal::Sine { freq: 1000.0, amplitude: 0.5 }, S16_STEREO_48K).unwrap();
-        assert_eq!(t.frames(), 48_000);
+        assert_eq!(t.frames(), 48); // one exact period
+        let odd = PcmTable::render(&Signal::Sine { freq: 997.5, amplitude: 0.5 }, S16_STEREO_48K).unwrap();
+        assert_eq!(odd.frames(), 48_000);
+        let multi = Signal::MultiTone { freqs: vec![440.0, 1000.0], amplitude: 0.5 };
+        assert_eq!(PcmTable::render(&multi, S16_STEREO_48K).unwrap().frames(), 1200); // lcm(1200, 48)
         let mut raw = vec![0u8; 48 * 4];
         t.copy_frames(0, &mut raw);
         let mut f = vec![0f32; 96];

@@ -1,0 +1,281 @@
+//! `isoscope capture`: stream from a device into a WAV file and/or statistics, headless.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use isoscope::capture::{
+    Backend, Capture, CaptureConfig, CaptureError, CaptureInfo, Sink, StatsSnapshot, StreamConfig,
+};
+use isoscope::dma::TransferPath;
+use isoscope::record::WavRecorder;
+use isoscope::sim::Verifier;
+use ringbuf::traits::{Consumer, Observer, Split};
+use ringbuf::{HeapCons, HeapRb};
+
+use super::device::{self, OpenedDevice};
+use super::CaptureArgs;
+
+/// What `--stats-json` holds.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    device: &'a str,
+    simulated: bool,
+    format: String,
+    mode_used: TransferPath,
+    fallback: Option<&'a str>,
+    urbs: u64,
+    packets: u64,
+    bytes: u64,
+    frames: u64,
+    short_packets: u64,
+    packet_errors: u64,
+    ring_drops: u64,
+    urbs_zerocopy: u64,
+    urbs_copy: u64,
+    cpu_ns: u64,
+    syscalls: u64,
+    elapsed_ns: u64,
+    pool_bytes: u64,
+    usbfs_bytes: u64,
+    cap_bytes: u64,
+    usbfs_memory_mb: Option<u32>,
+    urbs_in_flight: usize,
+    packets_per_urb: usize,
+    wav_frames: Option<u64>,
+    frames_verified: Option<u64>,
+    frames_mismatched: Option<u64>,
+    error: Option<String>,
+    stats: &'a StatsSnapshot,
+}
+
+/// What the consumer thread did with the ring's bytes.
+struct Drained {
+    wav_frames: Option<u64>,
+    verifier: Option<Verifier>,
+    wav_error: Option<anyhow::Error>,
+}
+
+pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal ends the process at once, in case a stop ever hangs.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .context("cannot install the signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
+    }
+    let cfg = CaptureConfig {
+        mode: args.mode,
+        urb_ms: args.urb_ms,
+        queue_ms: args.queue_ms,
+        packets_per_urb: args.packets,
+        urbs: args.urbs,
+        app_cap_bytes: args.pool_cap_mb << 20,
+        prefill: None,
+    };
+    if let Some(s) = args.seconds {
+        anyhow::ensure!(s.is_finite() && s > 0.0, "--seconds must be a positive number, not {s}");
+    }
+    match device::open(&args.device)? {
+        OpenedDevice::Sim { device, backend } => {
+            let verifier = device.verifier();
+            session(backend, device.stream(), &cfg, args, Some(verifier), &stop)
+        }
+    }
+}
+
+fn session<B: Backend>(
+    backend: B,
+    stream: StreamConfig,
+    cfg: &CaptureConfig,
+    args: &CaptureArgs,
+    verifier: Option<Verifier>,
+    stop: &AtomicBool,
+) -> anyhow::Result<ExitCode> {
+    let format = stream.format;
+    let wav = match &args.wav {
+        Some(path) => Some(WavRecorder::create(path, format)?),
+        None => None,
+    };
+    // Two seconds of audio: the consumer only has to keep up on average.
+    let ring_bytes = (format.bytes_per_second() as usize * 2).max(1 << 20);
+    let (prod, cons) = HeapRb::<u8>::new(ring_bytes).split();
+    let capture = Capture::start(backend, stream, cfg, vec![Sink::Bytes(prod)])?;
+    let info = capture.info().clone();
+    print_banner(&info);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let consumer = spawn_consumer(cons, wav, verifier, Arc::clone(&done))?;
+
+    let started = Instant::now();
+    let live = !args.quiet && std::io::stderr().is_terminal();
+    let mut last_line = Instant::now();
+    while !stop.load(Ordering::Relaxed)
+        && !capture.is_finished()
+        && args.seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        if live && last_line.elapsed() >= Duration::from_millis(500) {
+            eprint!("\r{}   ", status_line(&capture.stats(), &info));
+            last_line = Instant::now();
+        }
+    }
+    if live {
+        eprintln!();
+    }
+    let (stats, failure) = capture.stop();
+    done.store(true, Ordering::Release);
+    let drained = consumer.join().map_err(|_| anyhow::anyhow!("the recording thread panicked"))?;
+
+    let report = Report {
+        device: &info.device.name,
+        simulated: info.device.simulated,
+        format: format.to_string(),
+        mode_used: info.path,
+        fallback: info.fallback.as_deref(),
+        urbs: stats.urbs,
+        packets: stats.packets,
+        bytes: stats.bytes,
+        frames: stats.frames,
+        short_packets: stats.short_packets,
+        packet_errors: stats.packet_errors,
+        ring_drops: stats.ring_drops,
+        urbs_zerocopy: stats.urbs_zerocopy,
+        urbs_copy: stats.urbs_copy,
+        cpu_ns: stats.cpu_ns,
+        syscalls: stats.syscalls,
+        elapsed_ns: stats.elapsed_ns,
+        pool_bytes: info.memory.pool_bytes(),
+        usbfs_bytes: info.memory.usbfs_bytes(),
+        cap_bytes: info.limit.effective_bytes(),
+        usbfs_memory_mb: info.limit.usbfs_memory_mb,
+        urbs_in_flight: info.plan.urbs_in_flight,
+        packets_per_urb: info.plan.packets_per_urb,
+        wav_frames: drained.wav_frames,
+        frames_verified: drained.verifier.as_ref().map(Verifier::verified),
+        frames_mismatched: drained.verifier.as_ref().map(Verifier::mismatched),
+        error: failure.as_ref().map(CaptureError::to_string),
+        stats: &stats,
+    };
+    if let Some(path) = &args.stats_json {
+        write_json(path, &report)?;
+    }
+    print_summary(&report, args);
+    if let Some(e) = drained.wav_error {
+        return Err(e);
+    }
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if report.frames_mismatched.is_some_and(|m| m > 0) {
+        anyhow::bail!(
+            "{} captured frames differ from what the simulated device sent",
+            report.frames_mismatched.unwrap_or(0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spawn_consumer(
+    mut cons: HeapCons<u8>,
+    mut wav: Option<WavRecorder>,
+    mut verifier: Option<Verifier>,
+    done: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<Drained>> {
+    std::thread::Builder::new()
+        .name("isoscope-record".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 256 << 10];
+            let mut wav_error = None;
+            loop {
+                // Read `done` before draining: once set, the engine has pushed its last bytes.
+                let finished = done.load(Ordering::Acquire);
+                let n = cons.pop_slice(&mut buf);
+                if n > 0 {
+                    if let Some(v) = &mut verifier {
+                        v.feed(&buf[..n]);
+                    }
+                    if let (Some(w), None) = (&mut wav, &wav_error) {
+                        if let Err(e) = w.write_bytes(&buf[..n]) {
+                            wav_error = Some(anyhow::Error::from(e));
+                        }
+                    }
+                } else if finished && cons.is_empty() {
+                    break;
+                } else {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            let wav_frames = match wav.map(WavRecorder::finish) {
+                Some(Ok(frames)) => Some(frames),
+                Some(Err(e)) => {
+                    wav_error.get_or_insert(e.into());
+                    None
+                }
+                None => None,
+            };
+            Drained { wav_frames, verifier, wav_error }
+        })
+        .context("cannot start the recording thread")
+}
+
+fn print_banner(info: &CaptureInfo) {
+    eprintln!(
+        "isoscope: capturing {} from {}{}",
+        info.stream.format,
+        info.device.name,
+        if info.device.simulated { " [simulated device]" } else { "" }
+    );
+    eprintln!(
+        "isoscope: {} mode, {} URBs x {} packets, pool {} (usbfs counts {}, cap {})",
+        info.path,
+        info.plan.urbs_in_flight,
+        info.plan.packets_per_urb,
+        isoscope::dma::human_bytes(info.memory.pool_bytes()),
+        isoscope::dma::human_bytes(info.memory.usbfs_bytes()),
+        isoscope::dma::human_bytes(info.limit.effective_bytes()),
+    );
+    if let Some(why) = &info.fallback {
+        eprintln!("isoscope: warning: zero-copy unavailable, capturing in copy mode instead: {why}");
+    }
+}
+
+fn status_line(s: &StatsSnapshot, info: &CaptureInfo) -> String {
+    let secs = s.elapsed_ns as f64 / 1e9;
+    format!(
+        "{:6.1} s  {:7.1} kB/s  {} URBs ({})  short {}  errors {}  drops {}  CPU {:.0} us/MiB",
+        secs,
+        if secs > 0.0 { s.bytes as f64 / secs / 1000.0 } else { 0.0 },
+        s.urbs,
+        info.path,
+        s.short_packets,
+        s.packet_errors,
+        s.ring_drops,
+        s.cpu_us_per_mib()
+    )
+}
+
+fn print_summary(r: &Report<'_>, args: &CaptureArgs) {
+    eprintln!(
+        "isoscope: {} URBs ({} zero-copy, {} copy), {} packets ({} short, {} failed), {} frames, {} ring drops",
+        r.urbs, r.urbs_zerocopy, r.urbs_copy, r.packets, r.short_packets, r.packet_errors, r.frames, r.ring_drops
+    );
+    if let (Some(ok), Some(bad)) = (r.frames_verified, r.frames_mismatched) {
+        eprintln!("isoscope: verified against the simulated device: {ok} frames match, {bad} differ");
+    }
+    if let (Some(path), Some(frames)) = (&args.wav, r.wav_frames) {
+        eprintln!("isoscope: wrote {frames} frames to {}", path.display());
+    }
+}
+
+fn write_json(path: &Path, report: &Report<'_>) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, json + "\n").with_context(|| {
+        format!("cannot write statistics to {}: check the folder exists and is writable", path.display())
+    })
+}

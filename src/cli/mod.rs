@@ -1,0 +1,117 @@
+//! Command-line arguments and subcommand dispatch.
+
+mod capture;
+mod device;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use isoscope::capture::ModeRequest;
+
+/// isoscope: USB isochronous oscilloscope and audio monitor with usbfs zero-copy capture.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Without a subcommand: capture from the default device with a live status line.
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Capture from a device: live status, optional WAV recording and JSON statistics.
+    Capture(CaptureArgs),
+}
+
+/// Options that pick and shape a device's stream.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// sim, sim:SIGNAL (sine[:HZ], multitone[:HZ,..], chirp[:F0-F1], square[:HZ], noise,
+    /// wav:PATH), BUS:DEV, VID:PID, or a /dev/bus/usb path. "auto": the first USB audio
+    /// capture device isoscope may open, else the simulated device.
+    #[arg(long, short = 'd', default_value = "auto")]
+    pub device: String,
+    /// Sample rate to ask the device for (default: 48000 if offered).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Channels to ask for.
+    #[arg(long)]
+    pub channels: Option<u16>,
+    /// Sample format to ask for: u8, s16, s24, s24_4, s32, f32.
+    #[arg(long, value_parser = parse_sample_format)]
+    pub format: Option<isoscope::dsp::SampleFormat>,
+    /// Simulated device: share of short packets (0..1).
+    #[arg(long, default_value_t = 0.0, help_heading = "Simulated device")]
+    pub sim_short_ratio: f64,
+    /// Simulated device: share of failed packets (0..1).
+    #[arg(long, default_value_t = 0.0, help_heading = "Simulated device")]
+    pub sim_error_ratio: f64,
+    /// Simulated device: unplug after this many seconds.
+    #[arg(long, help_heading = "Simulated device")]
+    pub sim_disconnect_after: Option<f64>,
+    /// Simulated device: its usbfs_memory_mb (0 = unlimited).
+    #[arg(long, default_value_t = 16, help_heading = "Simulated device")]
+    pub sim_usbfs_mb: u32,
+    /// Simulated device: complete transfers as fast as possible instead of in real time.
+    #[arg(long, help_heading = "Simulated device")]
+    pub sim_unpaced: bool,
+    /// Simulated device: full speed (1 ms frames) instead of high speed (125 us).
+    #[arg(long, help_heading = "Simulated device")]
+    pub sim_full_speed: bool,
+    /// Simulated device: seed of the fault schedule.
+    #[arg(long, default_value_t = 1, help_heading = "Simulated device")]
+    pub sim_seed: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// auto: zero-copy if possible, else copy mode (said on stderr); zerocopy: or fail; copy.
+    #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
+    pub mode: ModeRequest,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Record to this WAV file in the device's native format.
+    #[arg(long)]
+    pub wav: Option<PathBuf>,
+    /// Write the final statistics as JSON to this file.
+    #[arg(long)]
+    pub stats_json: Option<PathBuf>,
+    /// URBs kept in flight (default: enough for --queue-ms).
+    #[arg(long)]
+    pub urbs: Option<usize>,
+    /// Packets per URB, 1..128 (default: enough for --urb-ms).
+    #[arg(long)]
+    pub packets: Option<usize>,
+    /// Target duration of one URB in ms.
+    #[arg(long, default_value_t = 4.0)]
+    pub urb_ms: f64,
+    /// Target audio queued in the kernel in ms.
+    #[arg(long, default_value_t = 32.0)]
+    pub queue_ms: f64,
+    /// isoscope's own cap on buffer memory, in MiB.
+    #[arg(long, default_value_t = 8)]
+    pub pool_cap_mb: u64,
+    /// Print no live status line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_sample_format(s: &str) -> Result<isoscope::dsp::SampleFormat, String> {
+    isoscope::dsp::SampleFormat::parse(s)
+        .ok_or_else(|| format!("unknown sample format '{s}': use u8, s16, s24, s24_4, s32 or f32"))
+}
+
+/// Runs the chosen subcommand. With none, captures from the default device with a live
+/// status line until Ctrl-C.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(Command::Capture(a)) => capture::run(&a),
+        None => capture::run(&args.capture),
+    }
+}

@@ -1,0 +1,122 @@
+//! A WAV writer fed with the raw bytes the engine delivers (whole frames in the device's
+//! format), so a recording is bit-exact with what the device sent. The header is brought
+//! up to date every second, so even a killed process leaves a playable file.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::dsp::{PcmFormat, SampleFormat};
+
+/// Why a recording failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot create WAV file {path}: {source}. Check that the folder exists and is writable")]
+    Create { path: PathBuf, source: hound::Error },
+    #[error("writing WAV file {path} failed: {source}. Check free disk space")]
+    Write { path: PathBuf, source: hound::Error },
+}
+
+/// Writes frames of one [`PcmFormat`] to a WAV file.
+pub struct WavRecorder {
+    path: PathBuf,
+    format: PcmFormat,
+    writer: hound::WavWriter<BufWriter<File>>,
+    frames: u64,
+    last_flush: Instant,
+}
+
+impl WavRecorder {
+    /// Creates (truncates) `path` for `format`.
+    pub fn create(path: &Path, format: PcmFormat) -> Result<WavRecorder, RecordError> {
+        let (bits, sample_format) = match format.sample {
+            SampleFormat::F32Le => (32, hound::SampleFormat::Float),
+            s => (s.bits(), hound::SampleFormat::Int),
+        };
+        let spec = hound::WavSpec {
+            channels: format.channels,
+            sample_rate: format.rate,
+            bits_per_sample: bits,
+            sample_format,
+        };
+        let writer = hound::WavWriter::create(path, spec)
+            .map_err(|source| RecordError::Create { path: path.to_path_buf(), source })?;
+        Ok(WavRecorder { path: path.to_path_buf(), format, writer, frames: 0, last_flush: Instant::now() })
+    }
+
+    /// Appends whole frames of raw device bytes (a trailing partial frame is ignored).
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
+        let w = self.format.sample.bytes();
+        let whole = bytes.len() / self.format.frame_bytes() * self.format.frame_bytes();
+        let res: Result<(), hound::Error> =
+            bytes[..whole].chunks_exact(w).try_for_each(|c| match self.format.sample {
+                SampleFormat::U8 => self.writer.write_sample(c[0] as i8 ^ i8::MIN),
+                SampleFormat::S16Le => self.writer.write_sample(i16::from_le_bytes([c[0], c[1]])),
+                SampleFormat::S24_3Le => {
+                    self.writer.write_sample(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8)
+                }
+                SampleFormat::S24_4Le => {
+                    self.writer.write_sample(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8)
+                }
+                SampleFormat::S32Le => self.writer.write_sample(i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                SampleFormat::F32Le => self.writer.write_sample(f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            });
+        res.map_err(|source| RecordError::Write { path: self.path.clone(), source })?;
+        self.frames += (whole / self.format.frame_bytes()) as u64;
+        if self.last_flush.elapsed() >= Duration::from_secs(1) {
+            self.writer.flush().map_err(|source| RecordError::Write { path: self.path.clone(), source })?;
+            self.last_flush = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Frames written so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Writes the final header and closes the file.
+    pub fn finish(self) -> Result<u64, RecordError> {
+        let path = self.path;
+        self.writer.finalize().map_err(|source| RecordError::Write { path, source })?;
+        Ok(self.frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recordings_hold_exactly_the_device_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for sample in [
+            SampleFormat::U8,
+            SampleFormat::S16Le,
+            SampleFormat::S24_3Le,
+            SampleFormat::S32Le,
+            SampleFormat::F32Le,
+        ] {
+            let format = PcmFormat { sample, channels: 2, rate: 48_000 };
+            let path = dir.path().join(format!("{sample}.wav"));
+            let bytes: Vec<u8> = (0..format.frame_bytes() * 50).map(|i| (i * 37 % 251) as u8).collect();
+            let mut rec = WavRecorder::create(&path, format).unwrap();
+            rec.write_bytes(&bytes[..7]).unwrap();
+            rec.write_bytes(&bytes[format.frame_bytes()..]).unwrap();
+            let first = 7 / format.frame_bytes(); // whole frames in the first write
+            assert_eq!(rec.finish().unwrap(), (first + 49) as u64);
+            let file = std::fs::read(&path).unwrap();
+            let mut want = bytes[..first * format.frame_bytes()].to_vec();
+            want.extend_from_slice(&bytes[format.frame_bytes()..]);
+            assert_eq!(&file[file.len() - want.len()..], &want[..], "{sample}");
+        }
+    }
+
+    #[test]
+    fn an_unwritable_path_is_a_clear_error() {
+        let format = PcmFormat { sample: SampleFormat::S16Le, channels: 1, rate: 8000 };
+        let err = WavRecorder::create(Path::new("/nonexistent/dir/x.wav"), format).err().unwrap();
+        assert!(err.to_string().contains("/nonexistent/dir/x.wav"), "{err}");
+    }
+}

@@ -1,0 +1,207 @@
+//! The `isoscope` binary as a user runs it: capture with WAV and statistics, stop by
+//! signal with the recording intact, a disconnect that keeps what was captured, and clear
+//! errors for bad arguments.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn isoscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_isoscope"))
+}
+
+fn run(args: &[&str]) -> Output {
+    isoscope().args(args).stdin(Stdio::null()).output().expect("isoscope runs")
+}
+
+fn stats(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("stats written")).expect("stats are JSON")
+}
+
+fn wav_frames(path: &Path) -> u32 {
+    let r = hound::WavReader::open(path).expect("a valid WAV file");
+    r.duration()
+}
+
+#[test]
+fn capture_writes_verified_wav_and_the_documented_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, json) = (dir.path().join("a.wav"), dir.path().join("a.json"));
+    let out = run(&[
+        "capture",
+        "--device",
+        "sim:square:500",
+        "--seconds",
+        "0.5",
+        "--sim-short-ratio",
+        "0.3",
+        "--sim-error-ratio",
+        "0.02",
+        "--wav",
+        wav.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = stats(&json);
+    for key in [
+        "mode_used",
+        "urbs",
+        "packets",
+        "bytes",
+        "short_packets",
+        "packet_errors",
+        "ring_drops",
+        "urbs_zerocopy",
+        "urbs_copy",
+        "cpu_ns",
+        "pool_bytes",
+        "cap_bytes",
+        "frames_verified",
+        "frames_mismatched",
+    ] {
+        assert!(s.get(key).is_some(), "{key} missing from {s}");
+    }
+    assert_eq!(s["mode_used"], "zerocopy");
+    assert_eq!(s["frames_mismatched"], 0);
+    assert!(s["packet_errors"].as_u64().unwrap() > 0);
+    assert_eq!(s["frames_verified"], s["frames"]);
+    assert_eq!(u64::from(wav_frames(&wav)), s["frames"].as_u64().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("simulated device"), "{stderr}");
+}
+
+#[test]
+fn copy_mode_and_the_auto_fallback_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let out = run(&[
+        "capture",
+        "--device",
+        "sim",
+        "--mode",
+        "copy",
+        "--seconds",
+        "0.2",
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let s = stats(&json);
+    assert_eq!(s["mode_used"], "copy");
+    assert_eq!(s["urbs_zerocopy"], 0);
+
+    // 8 ch x 32-bit x 192 kHz (800-byte packets), 19 URBs of 64 packets: the zero-copy pool
+    // (20 slots mapped) is over a 1 MiB cap, copy mode's 19 bounce buffers are not.
+    let big = [
+        "--device",
+        "sim",
+        "--channels",
+        "8",
+        "--format",
+        "s32",
+        "--rate",
+        "192000",
+        "--packets",
+        "64",
+        "--urbs",
+        "19",
+        "--sim-usbfs-mb",
+        "1",
+        "--seconds",
+        "0.2",
+    ];
+    let out = run(&[&["capture", "--mode", "zerocopy"][..], &big[..]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("usbfs_memory_mb is 1 MiB") && err.contains("usbcore.usbfs_memory_mb="), "{err}");
+    let out =
+        run(&[&["capture", "--mode", "auto", "--stats-json", json.to_str().unwrap()][..], &big[..]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: zero-copy unavailable, capturing in copy mode"), "{err}");
+    assert_eq!(stats(&json)["mode_used"], "copy");
+}
+
+#[test]
+fn sigint_and_sigterm_stop_cleanly_with_the_wav_intact() {
+    for sig in [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let (wav, json) = (dir.path().join("s.wav"), dir.path().join("s.json"));
+        let child = isoscope()
+            .args([
+                "capture",
+                "--device",
+                "sim",
+                "--quiet",
+                "--wav",
+                wav.to_str().unwrap(),
+                "--stats-json",
+                json.to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{sig}: {}", String::from_utf8_lossy(&out.stderr));
+        let s = stats(&json);
+        assert!(s["frames"].as_u64().unwrap() > 10_000, "{sig}: {s}");
+        assert_eq!(
+            u64::from(wav_frames(&wav)),
+            s["frames"].as_u64().unwrap(),
+            "{sig}: every captured frame is in the WAV"
+        );
+    }
+}
+
+#[test]
+fn a_disconnect_keeps_the_wav_and_stats_and_says_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, json) = (dir.path().join("d.wav"), dir.path().join("d.json"));
+    let out = run(&[
+        "capture",
+        "--device",
+        "sim",
+        "--sim-disconnect-after",
+        "0.3",
+        "--seconds",
+        "5",
+        "--wav",
+        wav.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("device disconnected"), "{err}");
+    let s = stats(&json);
+    assert!(s["error"].as_str().unwrap().contains("disconnected"));
+    assert!(s["frames"].as_u64().unwrap() > 10_000);
+    assert_eq!(s["frames_mismatched"], 0);
+    assert_eq!(u64::from(wav_frames(&wav)), s["frames"].as_u64().unwrap());
+}
+
+#[test]
+fn bad_arguments_get_errors_that_say_what_to_do() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["capture", "--device", "sim:beep"], "use sine"),
+        (&["capture", "--device", "sim:sine:-5"], "positive numbers"),
+        (&["capture", "--device", "sim", "--mode", "fast"], "possible values"),
+        (&["capture", "--device", "sim", "--format", "s12"], "use u8, s16"),
+        (&["capture", "--device", "sim", "--seconds", "0"], "positive"),
+        (&["capture", "--device", "sim", "--sim-short-ratio", "2"], "outside 0..1"),
+        (&["capture", "--device", "sim", "--seconds", "1", "--wav", "/nonexistent/x.wav"], "folder exists"),
+        (&["capture", "--device", "sim:wav:/nonexistent.wav"], "cannot read WAV"),
+        (&["capture", "--device", "sim", "--rate", "5"], "1000 to 768000"),
+    ];
+    for (args, needle) in cases {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: '{needle}' not in: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
