@@ -142,7 +142,8 @@ impl SimDevice {
         self.cfg.speed.frame_us() * self.cfg.interval
     }
 
-    fn schedule(&self) -> Schedule {
+    /// The packet schedule this device follows (the virtual USB/IP device shares it).
+    pub(crate) fn schedule(&self) -> Schedule {
         Schedule::new(
             self.table.format,
             self.interval_us(),
@@ -431,14 +432,15 @@ impl Backend for SimBackend {
     }
 }
 
-#[cfg(test)]
 impl SimDevice {
-    pub(crate) fn schedule_for_tests(&self) -> Schedule {
-        self.schedule()
+    /// The rendered signal.
+    pub(crate) fn table(&self) -> Arc<PcmTable> {
+        Arc::clone(&self.table)
     }
 
-    pub(crate) fn table_for_tests(&self) -> Arc<PcmTable> {
-        Arc::clone(&self.table)
+    /// Bytes the device puts in a packet at most.
+    pub fn packet_bytes(&self) -> u32 {
+        self.packet_bytes
     }
 }
 

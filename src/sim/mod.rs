@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod schedule;
 pub mod signal;
+pub mod usbip;
 pub mod verify;
 
 pub use backend::{SimBackend, SimConfig, SimDevice, SimError};

@@ -103,8 +103,8 @@ mod tests {
         })
         .unwrap();
         // Build the expected capture by replaying the schedule by hand.
-        let mut sched = dev.schedule_for_tests();
-        let table = dev.table_for_tests();
+        let mut sched = dev.schedule();
+        let table = dev.table();
         let mut bytes = Vec::new();
         let mut pos = 0u64;
         for _ in 0..2000 {

@@ -1,0 +1,558 @@
+//! The virtual USB Audio Class capture device that `isoscope virtual-device` exports over
+//! USB/IP: its descriptors (UAC2 at high speed, or UAC1 at full speed), the standard and
+//! class control requests a host driver sends, and its iso IN stream, which follows the
+//! in-process simulator's signal and fault schedule so a capture can be verified.
+
+use nix::libc;
+
+use super::wire::{ExportedDevice, IsoPacket};
+use crate::dsp::{PcmFormat, SampleFormat};
+use crate::sim::{Faults, PacketPlan, Schedule, Signal, SimConfig, SimDevice, SimError};
+use crate::usb::Speed;
+
+/// pid.codes' test VID and a PID from its test range.
+pub const VENDOR_ID: u16 = 0x1209;
+pub const PRODUCT_ID: u16 = 0x0001;
+/// The clock source entity (UAC2) and terminals.
+const CLOCK_ID: u8 = 0x10;
+const INPUT_TERMINAL_ID: u8 = 0x01;
+const OUTPUT_TERMINAL_ID: u8 = 0x02;
+const AS_INTERFACE: u8 = 1;
+const ISO_ENDPOINT: u8 = 0x81;
+/// Sample rates offered.
+pub const RATES: [u32; 2] = [48_000, 96_000];
+/// Sample formats of alt settings 1, 2, ...
+pub const ALT_FORMATS: [SampleFormat; 2] = [SampleFormat::S16Le, SampleFormat::S24_3Le];
+
+/// Which UAC version the device speaks (and at which speed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum UacVersion {
+    /// UAC1 at full speed (1 ms frames), rate set on the endpoint.
+    #[value(name = "1")]
+    V1,
+    /// UAC2 at high speed (125 us microframes), rate set on the clock source.
+    #[value(name = "2")]
+    V2,
+}
+
+/// How the virtual device behaves.
+#[derive(Clone, Debug)]
+pub struct VirtualDeviceConfig {
+    pub uac: UacVersion,
+    pub channels: u16,
+    pub signal: Signal,
+    pub faults: Faults,
+    pub seed: u64,
+}
+
+impl Default for VirtualDeviceConfig {
+    fn default() -> Self {
+        VirtualDeviceConfig {
+            uac: UacVersion::V2,
+            channels: 2,
+            signal: Signal::default(),
+            faults: Faults::default(),
+            seed: 1,
+        }
+    }
+}
+
+impl VirtualDeviceConfig {
+    pub fn speed(&self) -> Speed {
+        match self.uac {
+            UacVersion::V1 => Speed::Full,
+            UacVersion::V2 => Speed::High,
+        }
+    }
+
+    /// The in-process twin of the stream for `sample` at `rate`: the same signal, packet
+    /// sizes and fault schedule. `isoscope capture --verify` builds the same one to check
+    /// a capture of this device.
+    pub fn stream_twin(&self, sample: SampleFormat, rate: u32) -> Result<SimDevice, SimError> {
+        SimDevice::new(SimConfig {
+            signal: self.signal.clone(),
+            format: PcmFormat { sample, channels: self.channels, rate },
+            speed: self.speed(),
+            interval: 1,
+            faults: self.faults,
+            realtime: true,
+            seed: self.seed,
+            ..SimConfig::default()
+        })
+    }
+}
+
+/// A USB request that the device refuses (a STALL: -EPIPE on the host).
+pub const STALL: i32 = -libc::EPIPE;
+
+/// An active iso IN stream.
+struct Stream {
+    table: std::sync::Arc<crate::sim::PcmTable>,
+    schedule: Schedule,
+    frame_bytes: usize,
+    /// Stream frame the next packet starts with.
+    pos: u64,
+}
+
+/// The device's state as the host sets it up.
+pub struct VirtualDevice {
+    cfg: VirtualDeviceConfig,
+    device_descriptor: Vec<u8>,
+    config_descriptor: Vec<u8>,
+    configuration: u8,
+    alt: u8,
+    rate: u32,
+    stream: Option<Stream>,
+    /// Bus (micro)frame counter for start_frame.
+    frame: u32,
+}
+
+impl VirtualDevice {
+    pub fn new(cfg: VirtualDeviceConfig) -> Result<VirtualDevice, SimError> {
+        if !(1..=8).contains(&cfg.channels) {
+            return Err(SimError::Config(format!(
+                "the virtual device has 1 to 8 channels, not {}",
+                cfg.channels
+            )));
+        }
+        // Render once to validate the signal (a bad WAV path fails here, not mid-stream).
+        cfg.stream_twin(ALT_FORMATS[0], RATES[0])?;
+        let (device_descriptor, config_descriptor) = descriptors(&cfg);
+        Ok(VirtualDevice {
+            cfg,
+            device_descriptor,
+            config_descriptor,
+            configuration: 0,
+            alt: 0,
+            rate: RATES[0],
+            stream: None,
+            frame: 0,
+        })
+    }
+
+    pub fn config(&self) -> &VirtualDeviceConfig {
+        &self.cfg
+    }
+
+    /// The full descriptor set as sysfs `descriptors` shows it: device then configuration.
+    pub fn descriptor_bytes(&self) -> Vec<u8> {
+        [self.device_descriptor.as_slice(), self.config_descriptor.as_slice()].concat()
+    }
+
+    /// How the device appears in a device list.
+    pub fn exported(&self, busid: &str) -> ExportedDevice {
+        let d = &self.device_descriptor;
+        ExportedDevice {
+            path: format!("/sys/devices/isoscope/{busid}"),
+            busid: busid.to_string(),
+            busnum: 1,
+            devnum: 2,
+            speed: match self.cfg.speed() {
+                Speed::Full => 2,
+                _ => 3,
+            },
+            id_vendor: VENDOR_ID,
+            id_product: PRODUCT_ID,
+            bcd_device: u16::from_le_bytes([d[12], d[13]]),
+            device_class: d[4],
+            device_subclass: d[5],
+            device_protocol: d[6],
+            configuration_value: self.configuration,
+            num_configurations: 1,
+            interfaces: match self.cfg.uac {
+                UacVersion::V2 => vec![(1, 1, 0x20), (1, 2, 0x20)],
+                UacVersion::V1 => vec![(1, 1, 0), (1, 2, 0)],
+            },
+        }
+    }
+
+    /// Microseconds per iso packet (bInterval 1).
+    pub fn packet_us(&self) -> u32 {
+        self.cfg.speed().frame_us()
+    }
+
+    /// Whether alt setting >= 1 is selected.
+    pub fn streaming(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The current stream format, if streaming.
+    pub fn stream_format(&self) -> Option<PcmFormat> {
+        self.stream.as_ref().map(|_| PcmFormat {
+            sample: ALT_FORMATS[usize::from(self.alt) - 1],
+            channels: self.cfg.channels,
+            rate: self.rate,
+        })
+    }
+
+    /// Handles a control transfer on endpoint 0. Returns the IN data (empty for OUT), or
+    /// a negative errno (STALL) for a request the device does not support.
+    pub fn control(&mut self, setup: [u8; 8], out: &[u8]) -> Result<Vec<u8>, i32> {
+        let [rt, req, v0, v1, i0, i1, l0, l1] = setup;
+        let (value, index, length) = (
+            u16::from_le_bytes([v0, v1]),
+            u16::from_le_bytes([i0, i1]),
+            usize::from(u16::from_le_bytes([l0, l1])),
+        );
+        let reply = |mut v: Vec<u8>| {
+            v.truncate(length);
+            Ok(v)
+        };
+        match (rt, req) {
+            (0x80, 0x06) => match (value >> 8) as u8 {
+                1 => reply(self.device_descriptor.clone()),
+                2 if value & 0xff == 0 => reply(self.config_descriptor.clone()),
+                3 => reply(string_descriptor(value as u8, &self.cfg).ok_or(STALL)?),
+                _ => Err(STALL), // no device qualifier, BOS or other-speed config
+            },
+            (0x00, 0x09) if value <= 1 => {
+                self.configuration = value as u8;
+                self.set_alt(0);
+                Ok(Vec::new())
+            }
+            (0x80, 0x08) => reply(vec![self.configuration]),
+            (0x80..=0x82, 0x00) => reply(vec![0, 0]),
+            (0x01, 0x0B) => match (index as u8, value as u8) {
+                (0, 0) => Ok(Vec::new()),
+                (AS_INTERFACE, alt) if usize::from(alt) <= ALT_FORMATS.len() => {
+                    self.set_alt(alt);
+                    Ok(Vec::new())
+                }
+                _ => Err(STALL),
+            },
+            (0x81, 0x0A) => match index as u8 {
+                0 => reply(vec![0]),
+                AS_INTERFACE => reply(vec![self.alt]),
+                _ => Err(STALL),
+            },
+            (0x02, 0x01) => Ok(Vec::new()), // CLEAR_FEATURE(ENDPOINT_HALT)
+            _ => self.class_request(rt, req, value, index, out).map(|v| {
+                let mut v = v;
+                v.truncate(length);
+                v
+            }),
+        }
+    }
+
+    fn class_request(&mut self, rt: u8, req: u8, value: u16, index: u16, out: &[u8]) -> Result<Vec<u8>, i32> {
+        let (cs, entity) = ((value >> 8) as u8, (index >> 8) as u8);
+        match (self.cfg.uac, rt, req) {
+            // UAC2 clock source: CUR and RANGE of the sampling frequency, CUR of validity.
+            (UacVersion::V2, 0xA1, 0x01) if entity == CLOCK_ID && cs == 0x01 => {
+                Ok(self.rate.to_le_bytes().to_vec())
+            }
+            (UacVersion::V2, 0xA1, 0x01) if entity == CLOCK_ID && cs == 0x02 => Ok(vec![1]),
+            (UacVersion::V2, 0xA1, 0x02) if entity == CLOCK_ID && cs == 0x01 => {
+                let mut v = (RATES.len() as u16).to_le_bytes().to_vec();
+                for r in RATES {
+                    for x in [r, r, 0] {
+                        v.extend_from_slice(&x.to_le_bytes());
+                    }
+                }
+                Ok(v)
+            }
+            (UacVersion::V2, 0x21, 0x01) if entity == CLOCK_ID && cs == 0x01 && out.len() >= 4 => {
+                self.set_rate(u32::from_le_bytes([out[0], out[1], out[2], out[3]]))
+            }
+            // UAC1: SAMPLING_FREQ_CONTROL on the endpoint.
+            (UacVersion::V1, 0x22, 0x01) if index as u8 == ISO_ENDPOINT && cs == 0x01 && out.len() >= 3 => {
+                self.set_rate(u32::from_le_bytes([out[0], out[1], out[2], 0]))
+            }
+            (UacVersion::V1, 0xA2, 0x81) if index as u8 == ISO_ENDPOINT && cs == 0x01 => {
+                Ok(self.rate.to_le_bytes()[..3].to_vec())
+            }
+            _ => Err(STALL),
+        }
+    }
+
+    fn set_rate(&mut self, rate: u32) -> Result<Vec<u8>, i32> {
+        if !RATES.contains(&rate) {
+            return Err(STALL);
+        }
+        self.rate = rate;
+        if self.alt > 0 {
+            self.set_alt(self.alt); // restart the stream at the new rate
+        }
+        Ok(Vec::new())
+    }
+
+    fn set_alt(&mut self, alt: u8) {
+        self.alt = alt;
+        self.stream = None;
+        if alt == 0 {
+            return;
+        }
+        let sample = ALT_FORMATS[usize::from(alt) - 1];
+        // The configuration was validated in `new`, so a twin always builds; if it somehow
+        // did not, the stream stays off and the host sees empty packets.
+        if let Ok(twin) = self.cfg.stream_twin(sample, self.rate) {
+            self.stream = Some(Stream {
+                table: twin.table(),
+                schedule: twin.schedule(),
+                frame_bytes: twin.stream().format.frame_bytes(),
+                pos: 0,
+            });
+        }
+    }
+
+    /// Completes an iso IN URB: fills each packet (at most its requested length) and
+    /// appends the packets' valid bytes back to back to `data`, as USB/IP sends them.
+    /// Returns the URB's start frame.
+    pub fn fill_iso(&mut self, packets: &mut [IsoPacket], data: &mut Vec<u8>) -> i32 {
+        let start = self.frame;
+        self.frame = self.frame.wrapping_add(packets.len() as u32);
+        for p in packets.iter_mut() {
+            p.actual_length = 0;
+            p.status = 0;
+            let Some(s) = &mut self.stream else { continue };
+            let PacketPlan { frames, errno, reported_bytes } = s.schedule.next_packet();
+            let bytes = frames as usize * s.frame_bytes;
+            if errno != 0 {
+                p.status = -errno;
+                p.actual_length = 0;
+                let _ = reported_bytes;
+            } else if bytes as u32 <= p.length {
+                let at = data.len();
+                data.resize(at + bytes, 0);
+                s.table.copy_frames(s.pos, &mut data[at..]);
+                p.actual_length = bytes as u32;
+            } else {
+                // The host asked for less than the device sends: a babble.
+                p.status = -libc::EOVERFLOW;
+            }
+            s.pos += u64::from(frames);
+        }
+        (start & 0x3fff) as i32
+    }
+}
+
+fn string_descriptor(index: u8, cfg: &VirtualDeviceConfig) -> Option<Vec<u8>> {
+    let text = match index {
+        0 => return Some(vec![4, 3, 0x09, 0x04]),
+        1 => "isoscope".to_string(),
+        2 => format!(
+            "isoscope virtual {} microphone",
+            match cfg.uac {
+                UacVersion::V1 => "UAC1",
+                UacVersion::V2 => "UAC2",
+            }
+        ),
+        3 => "0001".to_string(),
+        _ => return None,
+    };
+    let mut v = vec![0, 3];
+    for u in text.encode_utf16() {
+        v.extend_from_slice(&u.to_le_bytes());
+    }
+    v[0] = v.len() as u8;
+    Some(v)
+}
+
+/// Bytes per packet an alt setting needs at the highest rate, plus one frame of headroom.
+fn max_packet(cfg: &VirtualDeviceConfig, sample: SampleFormat) -> u16 {
+    let per_interval =
+        (u64::from(RATES[RATES.len() - 1]) * u64::from(cfg.speed().frame_us())).div_ceil(1_000_000);
+    ((per_interval + 1) * u64::from(cfg.channels) * sample.bytes() as u64) as u16
+}
+
+/// Builds the device and configuration descriptors.
+fn descriptors(cfg: &VirtualDeviceConfig) -> (Vec<u8>, Vec<u8>) {
+    let v2 = cfg.uac == UacVersion::V2;
+    let ch = cfg.channels as u8;
+    let chan_mask: u32 = (1u32 << cfg.channels) - 1;
+    let (class, sub, proto) = if v2 { (0xEF, 0x02, 0x01) } else { (0, 0, 0) };
+    let [vl, vh] = VENDOR_ID.to_le_bytes();
+    let [pl, ph] = PRODUCT_ID.to_le_bytes();
+    let device = vec![18, 1, 0x00, 0x02, class, sub, proto, 64, vl, vh, pl, ph, 0x00, 0x01, 1, 2, 3, 1];
+
+    let proto_if = if v2 { 0x20 } else { 0 };
+    let mut ac = Vec::new(); // class-specific AC descriptors after the header
+    if v2 {
+        ac.extend_from_slice(&[8, 0x24, 0x0A, CLOCK_ID, 0x03, 0x07, 0, 0]);
+        ac.extend_from_slice(&[17, 0x24, 0x02, INPUT_TERMINAL_ID, 0x01, 0x02, 0, CLOCK_ID, ch]);
+        ac.extend_from_slice(&chan_mask.to_le_bytes());
+        ac.extend_from_slice(&[0, 0, 0, 0]);
+        ac.extend_from_slice(&[
+            12,
+            0x24,
+            0x03,
+            OUTPUT_TERMINAL_ID,
+            0x01,
+            0x01,
+            0,
+            INPUT_TERMINAL_ID,
+            CLOCK_ID,
+            0,
+            0,
+            0,
+        ]);
+    } else {
+        ac.extend_from_slice(&[12, 0x24, 0x02, INPUT_TERMINAL_ID, 0x01, 0x02, 0, ch]);
+        ac.extend_from_slice(&(chan_mask as u16).to_le_bytes());
+        ac.extend_from_slice(&[0, 0]);
+        ac.extend_from_slice(&[9, 0x24, 0x03, OUTPUT_TERMINAL_ID, 0x01, 0x01, 0, INPUT_TERMINAL_ID, 0]);
+    }
+    let header: Vec<u8> = if v2 {
+        let total = (9 + ac.len()) as u16;
+        let [tl, th] = total.to_le_bytes();
+        vec![9, 0x24, 0x01, 0x00, 0x02, 0x03, tl, th, 0]
+    } else {
+        let total = (9 + ac.len()) as u16;
+        let [tl, th] = total.to_le_bytes();
+        vec![9, 0x24, 0x01, 0x00, 0x01, tl, th, 1, AS_INTERFACE]
+    };
+
+    let mut body = Vec::new();
+    if v2 {
+        body.extend_from_slice(&[8, 0x0B, 0, 2, 1, 0x00, 0x20, 0]); // interface association
+    }
+    body.extend_from_slice(&[9, 4, 0, 0, 0, 1, 1, proto_if, 0]);
+    body.extend_from_slice(&header);
+    body.extend_from_slice(&ac);
+    body.extend_from_slice(&[9, 4, AS_INTERFACE, 0, 0, 1, 2, proto_if, 0]);
+    for (i, &sample) in ALT_FORMATS.iter().enumerate() {
+        let alt = i as u8 + 1;
+        let [ml, mh] = max_packet(cfg, sample).to_le_bytes();
+        let (subslot, bits) = (sample.bytes() as u8, sample.bits() as u8);
+        body.extend_from_slice(&[9, 4, AS_INTERFACE, alt, 1, 1, 2, proto_if, 0]);
+        if v2 {
+            body.extend_from_slice(&[16, 0x24, 0x01, OUTPUT_TERMINAL_ID, 0, 1, 1, 0, 0, 0, ch]);
+            body.extend_from_slice(&chan_mask.to_le_bytes());
+            body.push(0);
+            body.extend_from_slice(&[6, 0x24, 0x02, 1, subslot, bits]);
+            body.extend_from_slice(&[7, 5, ISO_ENDPOINT, 0x05, ml, mh, 1]);
+            body.extend_from_slice(&[8, 0x25, 0x01, 0, 0, 0, 0, 0]);
+        } else {
+            body.extend_from_slice(&[7, 0x24, 0x01, OUTPUT_TERMINAL_ID, 1, 0x01, 0x00]);
+            body.extend_from_slice(&[
+                8 + 3 * RATES.len() as u8,
+                0x24,
+                0x02,
+                1,
+                ch,
+                subslot,
+                bits,
+                RATES.len() as u8,
+            ]);
+            for r in RATES {
+                body.extend_from_slice(&r.to_le_bytes()[..3]);
+            }
+            body.extend_from_slice(&[9, 5, ISO_ENDPOINT, 0x05, ml, mh, 1, 0, 0]);
+            body.extend_from_slice(&[7, 0x25, 0x01, 0x01, 0, 0, 0]);
+        }
+    }
+    let total = (9 + body.len()) as u16;
+    let [tl, th] = total.to_le_bytes();
+    let mut config = vec![9, 2, tl, th, 2, 1, 0, 0x80, 50];
+    config.extend_from_slice(&body);
+    (device, config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(rt: u8, req: u8, value: u16, index: u16, len: u16) -> [u8; 8] {
+        let [v0, v1] = value.to_le_bytes();
+        let [i0, i1] = index.to_le_bytes();
+        let [l0, l1] = len.to_le_bytes();
+        [rt, req, v0, v1, i0, i1, l0, l1]
+    }
+
+    /// Walks a descriptor blob: every descriptor's bLength lands exactly on the end.
+    fn walk(blob: &[u8]) -> Vec<(u8, u8)> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at < blob.len() {
+            let len = blob[at] as usize;
+            assert!(len >= 2 && at + len <= blob.len(), "bad bLength at {at}");
+            out.push((blob[at + 1], *blob.get(at + 2).unwrap_or(&0)));
+            at += len;
+        }
+        out
+    }
+
+    #[test]
+    fn descriptor_sets_are_well_formed_for_both_versions() {
+        for uac in [UacVersion::V1, UacVersion::V2] {
+            let d =
+                VirtualDevice::new(VirtualDeviceConfig { uac, ..VirtualDeviceConfig::default() }).unwrap();
+            let cfg = &d.config_descriptor;
+            assert_eq!(u16::from_le_bytes([cfg[2], cfg[3]]) as usize, cfg.len());
+            let kinds = walk(cfg);
+            let endpoints = kinds.iter().filter(|k| k.0 == 5).count();
+            assert_eq!(endpoints, ALT_FORMATS.len(), "{uac:?}");
+            // The AC header's wTotalLength covers the class-specific AC descriptors.
+            let h = cfg.windows(3).position(|w| w == [9, 0x24, 0x01]).unwrap();
+            let total_at = if uac == UacVersion::V2 { h + 6 } else { h + 5 };
+            let total = u16::from_le_bytes([cfg[total_at], cfg[total_at + 1]]) as usize;
+            assert_eq!(walk(&cfg[h..h + total]).len(), 4 - usize::from(uac == UacVersion::V1));
+        }
+    }
+
+    #[test]
+    fn standard_requests_answer_like_a_device() {
+        let mut d = VirtualDevice::new(VirtualDeviceConfig::default()).unwrap();
+        assert_eq!(d.control(setup(0x80, 6, 0x0100, 0, 8), &[]).unwrap(), d.device_descriptor[..8].to_vec());
+        assert_eq!(d.control(setup(0x80, 6, 0x0200, 0, 9), &[]).unwrap().len(), 9);
+        let s = d.control(setup(0x80, 6, 0x0302, 0x0409, 255), &[]).unwrap();
+        assert_eq!(s[1], 3);
+        assert_eq!(d.control(setup(0x80, 6, 0x0600, 0, 10), &[]), Err(STALL));
+        assert_eq!(d.control(setup(0x00, 9, 1, 0, 0), &[]), Ok(vec![]));
+        assert_eq!(d.control(setup(0x01, 11, 1, 1, 0), &[]), Ok(vec![]));
+        assert!(d.streaming());
+        assert_eq!(d.control(setup(0x01, 11, 9, 1, 0), &[]), Err(STALL));
+        assert_eq!(d.control(setup(0x01, 11, 0, 1, 0), &[]), Ok(vec![]));
+        assert!(!d.streaming());
+    }
+
+    #[test]
+    fn sample_rate_is_set_on_the_clock_in_uac2_and_the_endpoint_in_uac1() {
+        let mut d = VirtualDevice::new(VirtualDeviceConfig::default()).unwrap();
+        let range = d.control(setup(0xA1, 0x02, 0x0100, u16::from(CLOCK_ID) << 8, 64), &[]).unwrap();
+        assert_eq!(range.len(), 2 + 12 * RATES.len());
+        assert_eq!(
+            d.control(setup(0x21, 0x01, 0x0100, u16::from(CLOCK_ID) << 8, 4), &96_000u32.to_le_bytes()),
+            Ok(vec![])
+        );
+        assert_eq!(
+            d.control(setup(0xA1, 0x01, 0x0100, u16::from(CLOCK_ID) << 8, 4), &[]).unwrap(),
+            96_000u32.to_le_bytes()
+        );
+        assert_eq!(
+            d.control(setup(0x21, 0x01, 0x0100, u16::from(CLOCK_ID) << 8, 4), &44_100u32.to_le_bytes()),
+            Err(STALL)
+        );
+
+        let mut d =
+            VirtualDevice::new(VirtualDeviceConfig { uac: UacVersion::V1, ..VirtualDeviceConfig::default() })
+                .unwrap();
+        assert_eq!(d.control(setup(0x22, 0x01, 0x0100, 0x81, 3), &[0x00, 0x77, 0x01]), Ok(vec![])); // 96000
+        assert_eq!(d.control(setup(0xA2, 0x81, 0x0100, 0x81, 3), &[]).unwrap(), vec![0x00, 0x77, 0x01]);
+    }
+
+    #[test]
+    fn the_iso_stream_is_what_the_in_process_twin_verifies() {
+        let cfg = VirtualDeviceConfig {
+            faults: Faults { short_ratio: 0.3, error_ratio: 0.05, disconnect_after_s: None },
+            ..VirtualDeviceConfig::default()
+        };
+        let mut d = VirtualDevice::new(cfg.clone()).unwrap();
+        d.control(setup(0x01, 11, 2, 1, 0), &[]).unwrap(); // alt 2: S24_3
+        let mps = u32::from(max_packet(&cfg, SampleFormat::S24_3Le));
+        let mut v = cfg.stream_twin(SampleFormat::S24_3Le, 48_000).unwrap().verifier();
+        let mut total = 0;
+        for _ in 0..500 {
+            let mut packets: Vec<IsoPacket> = (0..8)
+                .map(|i| IsoPacket { offset: i * mps, length: mps, actual_length: 0, status: 0 })
+                .collect();
+            let mut data = Vec::new();
+            d.fill_iso(&mut packets, &mut data);
+            assert_eq!(data.len() as u32, packets.iter().map(|p| p.actual_length).sum::<u32>());
+            v.feed(&data);
+            total += data.len();
+        }
+        assert!(total > 0);
+        assert_eq!((v.mismatched(), v.verified()), (0, total as u64 / 6));
+    }
+}
