@@ -2,6 +2,7 @@
 
 mod capture;
 mod device;
+mod usbip;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,60 @@ pub struct Args {
 pub enum Command {
     /// Capture from a device: live status, optional WAV recording and JSON statistics.
     Capture(CaptureArgs),
+    /// Serve a virtual USB audio capture device over USB/IP (for vhci-hcd or `usbip attach`).
+    VirtualDevice(VirtualDeviceArgs),
+    /// Import a USB/IP device and plug it into this kernel's vhci-hcd (needs root).
+    Attach(AttachArgs),
+    /// Unplug the device on a vhci-hcd port (needs root).
+    Detach(DetachArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VirtualDeviceArgs {
+    /// Address to listen on (3240 is the USB/IP port).
+    #[arg(long, default_value = "127.0.0.1:3240")]
+    pub listen: std::net::SocketAddr,
+    /// USB Audio Class version: 2 (high speed) or 1 (full speed).
+    #[arg(long, value_enum, default_value = "2")]
+    pub uac: isoscope::sim::usbip::UacVersion,
+    /// Channels (1..8).
+    #[arg(long, default_value_t = 2)]
+    pub channels: u16,
+    /// What the microphone hears: sine[:HZ], multitone[:HZ,..], chirp[:F0-F1], square[:HZ], noise, wav:PATH.
+    #[arg(long, default_value = "sine")]
+    pub signal: String,
+    /// Share of short packets (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub short_ratio: f64,
+    /// Share of failed packets (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_ratio: f64,
+    /// Hang up after this many seconds of streaming (an unplug).
+    #[arg(long)]
+    pub disconnect_after: Option<f64>,
+    /// Seed of the fault schedule.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the device's descriptors (as sysfs `descriptors` shows them) to this file.
+    #[arg(long)]
+    pub write_descriptors: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AttachArgs {
+    /// The USB/IP server, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:3240")]
+    pub host: String,
+    /// The bus id of the exported device.
+    #[arg(long, default_value = "1-1")]
+    pub busid: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DetachArgs {
+    /// The vhci port `attach` printed.
+    #[arg(long)]
+    pub port: u32,
 }
 
 /// Options that pick and shape a device's stream.
@@ -112,6 +167,9 @@ fn parse_sample_format(s: &str) -> Result<isoscope::dsp::SampleFormat, String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(Command::Capture(a)) => capture::run(&a),
+        Some(Command::VirtualDevice(a)) => usbip::virtual_device(&a),
+        Some(Command::Attach(a)) => usbip::attach(&a),
+        Some(Command::Detach(a)) => usbip::detach(&a),
         None => capture::run(&args.capture),
     }
 }

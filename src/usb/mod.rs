@@ -2,6 +2,7 @@
 //! ioctls, iso URBs, and USB Audio Class stream setup.
 
 pub mod urb;
+pub mod vhci;
 
 /// Bus speed of a device (`USB_SPEED_*` in the kernel's ch9.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
