@@ -36,8 +36,22 @@ fn device() -> SimDevice {
     .expect("bench device")
 }
 
+/// Times `iters` iterations, keeping only runs in which the consumer kept up: a run with
+/// ring drops did less work than it should and is run again (a descheduled drain thread
+/// on a busy machine), so no figure includes skipped pushes.
+fn time_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, iters: u64) -> Duration {
+    for _ in 0..20 {
+        let (elapsed, drops) = run_engine(dev, mode, with_bytes, iters);
+        if drops == 0 {
+            return elapsed;
+        }
+    }
+    panic!("the drain thread fell behind in 20 runs in a row; the machine is too busy to measure");
+}
+
 /// Runs the engine for `URBS_PER_ITER` URBs per iteration with a draining consumer thread.
-fn run_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, iters: u64) -> Duration {
+/// Returns the time and the frames dropped.
+fn run_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, iters: u64) -> (Duration, u64) {
     let cfg = CaptureConfig {
         mode,
         packets_per_urb: Some(PACKETS_PER_URB),
@@ -79,8 +93,7 @@ fn run_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, iters: u64) 
     done.store(true, Ordering::Relaxed);
     drain.join().expect("drain thread");
     assert_eq!(stats.urbs, URBS_PER_ITER * iters);
-    assert_eq!(stats.ring_drops, 0, "the drain thread fell behind; the figure would flatter the engine");
-    elapsed
+    (elapsed, stats.ring_drops)
 }
 
 /// Keeps the engine and the drain thread off each other's core (best effort).
@@ -104,7 +117,7 @@ fn engine(c: &mut Criterion) {
     for (sinks, with_bytes) in [("scope", false), ("scope+wav", true)] {
         for (name, mode) in [("zerocopy", ModeRequest::ZeroCopy), ("copy", ModeRequest::Copy)] {
             g.bench_function(BenchmarkId::new(sinks, name), |b| {
-                b.iter_custom(|iters| run_engine(&dev, mode, with_bytes, iters))
+                b.iter_custom(|iters| time_engine(&dev, mode, with_bytes, iters))
             });
         }
     }
