@@ -205,3 +205,34 @@ fn bad_arguments_get_errors_that_say_what_to_do() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn verify_wav_accepts_a_true_recording_and_rejects_a_wrong_or_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("v.wav");
+    let out = run(&[
+        "capture",
+        "--device",
+        "sim:chirp",
+        "--seconds",
+        "0.3",
+        "--quiet",
+        "--wav",
+        wav.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let ok = run(&["verify-wav", "--signal", "chirp", wav.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"mismatched\":0"));
+    let wrong = run(&["verify-wav", "--signal", "sine", wav.to_str().unwrap()]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong signal"));
+    // Flip one sample in the middle: one frame differs.
+    let mut bytes = std::fs::read(&wav).unwrap();
+    let mid = bytes.len() / 2 / 4 * 4;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&wav, bytes).unwrap();
+    let damaged = run(&["verify-wav", "--signal", "chirp", wav.to_str().unwrap()]);
+    assert!(!damaged.status.success());
+    assert!(String::from_utf8_lossy(&damaged.stdout).contains("\"mismatched\":1"));
+}

@@ -31,6 +31,18 @@ pub enum Command {
     Attach(AttachArgs),
     /// Unplug the device on a vhci-hcd port (needs root).
     Detach(DetachArgs),
+    /// Check that a WAV recording is an unbroken, bit-exact run of a test signal
+    /// (e.g. what `arecord` recorded from `isoscope virtual-device`).
+    VerifyWav(VerifyWavArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyWavArgs {
+    /// The signal the device sent: sine[:HZ], multitone[:HZ,..], chirp[:F0-F1], square[:HZ], noise.
+    #[arg(long)]
+    pub signal: String,
+    /// The recording (its format, channels and rate are taken from its header).
+    pub file: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -170,6 +182,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::VirtualDevice(a)) => usbip::virtual_device(&a),
         Some(Command::Attach(a)) => usbip::attach(&a),
         Some(Command::Detach(a)) => usbip::detach(&a),
+        Some(Command::VerifyWav(a)) => verify_wav(&a),
         None => capture::run(&args.capture),
     }
+}
+
+fn verify_wav(args: &VerifyWavArgs) -> anyhow::Result<ExitCode> {
+    use isoscope::sim::{check_contiguous, PcmTable, Signal};
+    let signal: Signal = args.signal.parse()?;
+    let recording =
+        PcmTable::render(&Signal::Wav(args.file.clone()), isoscope::sim::SimConfig::default().format)?;
+    let table = PcmTable::render(&signal, recording.format)?;
+    let Some(a) = check_contiguous(&table, recording.bytes()) else {
+        anyhow::bail!(
+            "{}: its first frames match {} ({}) nowhere: wrong signal, format, or not a capture of it",
+            args.file.display(),
+            signal,
+            recording.format
+        );
+    };
+    println!("{}", serde_json::to_string(&a)?);
+    eprintln!(
+        "isoscope: {}: {} frames of {} ({}) from frame {}: {} match, {} differ",
+        args.file.display(),
+        a.verified + a.mismatched,
+        signal,
+        recording.format,
+        a.offset,
+        a.verified,
+        a.mismatched
+    );
+    Ok(if a.mismatched == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

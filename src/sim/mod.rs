@@ -11,4 +11,4 @@ pub mod verify;
 pub use backend::{SimBackend, SimConfig, SimDevice, SimError};
 pub use schedule::{Faults, PacketPlan, Schedule};
 pub use signal::{PcmTable, Signal};
-pub use verify::Verifier;
+pub use verify::{check_contiguous, Alignment, Verifier};

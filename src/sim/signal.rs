@@ -218,6 +218,11 @@ impl PcmTable {
         Ok(PcmTable { format, bytes, frames })
     }
 
+    /// The PCM bytes of one loop.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Frames in one loop of the table.
     pub fn frames(&self) -> usize {
         self.frames

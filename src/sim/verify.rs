@@ -90,6 +90,34 @@ impl Verifier {
     }
 }
 
+/// The result of checking a contiguous recording against a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Alignment {
+    /// The signal's frame (modulo its table) the recording starts at.
+    pub offset: u64,
+    /// Frames that equal the signal from there on.
+    pub verified: u64,
+    /// Frames that do not.
+    pub mismatched: u64,
+}
+
+/// Checks a recording that should be an unbroken run of `table`'s signal starting at an
+/// unknown frame (e.g. what `arecord` got from the virtual device through snd-usb-audio):
+/// finds the first offset at which the first `probe` frames match, then counts every frame.
+/// `None` if no offset matches the start at all.
+pub fn check_contiguous(table: &PcmTable, bytes: &[u8]) -> Option<Alignment> {
+    let fb = table.format.frame_bytes();
+    let frames = bytes.len() / fb;
+    let probe = frames.min(64);
+    if probe == 0 {
+        return None;
+    }
+    let head = &bytes[..probe * fb];
+    let offset = (0..table.frames() as u64).find(|&k| table.count_mismatches(k, head) == 0)?;
+    let mismatched = table.count_mismatches(offset, &bytes[..frames * fb]);
+    Some(Alignment { offset, verified: frames as u64 - mismatched, mismatched })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::sim::{Faults, SimConfig, SimDevice};
@@ -128,5 +156,34 @@ mod tests {
         bad[4001] ^= 0x40;
         v.feed(&bad);
         assert_eq!(v.mismatched(), 1);
+    }
+}
+
+#[cfg(test)]
+mod contiguous_tests {
+    use super::*;
+    use crate::dsp::{PcmFormat, SampleFormat};
+    use crate::sim::Signal;
+
+    #[test]
+    fn a_recording_starting_anywhere_is_aligned_and_checked() {
+        let fmt = PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 };
+        let table =
+            PcmTable::render(&Signal::Chirp { f0: 100.0, f1: 5000.0, period_s: 0.5, amplitude: 0.5 }, fmt)
+                .unwrap();
+        let mut rec = vec![0u8; 30_000 * 4];
+        table.copy_frames(12_345, &mut rec);
+        assert_eq!(
+            check_contiguous(&table, &rec),
+            Some(Alignment { offset: 12_345, verified: 30_000, mismatched: 0 })
+        );
+        // A dropped frame in the middle shows up as mismatches from there on.
+        let mut gap = rec[..10_000 * 4].to_vec();
+        gap.extend_from_slice(&rec[10_001 * 4..]);
+        let a = check_contiguous(&table, &gap).unwrap();
+        assert_eq!(a.offset, 12_345);
+        assert!(a.mismatched > 19_000, "{a:?}");
+        assert_eq!(check_contiguous(&table, &[0x11; 400]), None);
+        assert_eq!(check_contiguous(&table, &[]), None);
     }
 }
