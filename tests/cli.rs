@@ -236,3 +236,29 @@ fn verify_wav_accepts_a_true_recording_and_rejects_a_wrong_or_damaged_one() {
     assert!(!damaged.status.success());
     assert!(String::from_utf8_lossy(&damaged.stdout).contains("\"mismatched\":1"));
 }
+
+#[test]
+fn bench_alternates_modes_and_reports_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("b.json");
+    let out = run(&[
+        "bench",
+        "--device",
+        "sim",
+        "--seconds",
+        "0.2",
+        "--rounds",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = stats(&json);
+    let modes: Vec<&str> =
+        s["runs"].as_array().unwrap().iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["zerocopy", "copy", "zerocopy", "copy"]);
+    assert!(s["copy_cpu_us_per_mib_median"].as_f64().unwrap() > 0.0);
+    let copied: Vec<f64> =
+        s["runs"].as_array().unwrap().iter().map(|r| r["kernel_copied_mib"].as_f64().unwrap()).collect();
+    assert!(copied[0] == 0.0 && copied[1] > 0.0, "{copied:?}");
+}

@@ -1,5 +1,6 @@
 //! Command-line arguments and subcommand dispatch.
 
+mod bench;
 mod capture;
 mod device;
 mod usbip;
@@ -31,9 +32,32 @@ pub enum Command {
     Attach(AttachArgs),
     /// Unplug the device on a vhci-hcd port (needs root).
     Detach(DetachArgs),
+    /// Zero-copy against copy mode on one device: alternating runs, CPU per MiB, syscalls.
+    Bench(BenchArgs),
     /// Check that a WAV recording is an unbroken, bit-exact run of a test signal
     /// (e.g. what `arecord` recorded from `isoscope virtual-device`).
     VerifyWav(VerifyWavArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// A/B rounds (each runs zero-copy, then copy).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// URBs in flight.
+    #[arg(long)]
+    pub urbs: Option<usize>,
+    /// Packets per URB.
+    #[arg(long)]
+    pub packets: Option<usize>,
+    /// Write the figures as JSON here (default: stdout).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -183,6 +207,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::Attach(a)) => usbip::attach(&a),
         Some(Command::Detach(a)) => usbip::detach(&a),
         Some(Command::VerifyWav(a)) => verify_wav(&a),
+        Some(Command::Bench(a)) => bench::run(&a),
         None => capture::run(&args.capture),
     }
 }
