@@ -1,7 +1,9 @@
 //! Talking to USB devices: descriptors, discovery in sysfs, the usbfs device node and its
 //! ioctls, iso URBs, and USB Audio Class stream setup.
 
+pub mod discovery;
 pub mod urb;
+pub mod usbfs;
 pub mod vhci;
 
 /// Bus speed of a device (`USB_SPEED_*` in the kernel's ch9.h).
