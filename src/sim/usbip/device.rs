@@ -8,6 +8,7 @@ use nix::libc;
 use super::wire::{ExportedDevice, IsoPacket};
 use crate::dsp::{PcmFormat, SampleFormat};
 use crate::sim::{Faults, PacketPlan, Schedule, Signal, SimConfig, SimDevice, SimError};
+pub use crate::usb::descriptors::UacVersion;
 use crate::usb::Speed;
 
 /// pid.codes' test VID and a PID from its test range.
@@ -23,17 +24,6 @@ const ISO_ENDPOINT: u8 = 0x81;
 pub const RATES: [u32; 2] = [48_000, 96_000];
 /// Sample formats of alt settings 1, 2, ...
 pub const ALT_FORMATS: [SampleFormat; 2] = [SampleFormat::S16Le, SampleFormat::S24_3Le];
-
-/// Which UAC version the device speaks (and at which speed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum UacVersion {
-    /// UAC1 at full speed (1 ms frames), rate set on the endpoint.
-    #[value(name = "1")]
-    V1,
-    /// UAC2 at high speed (125 us microframes), rate set on the clock source.
-    #[value(name = "2")]
-    V2,
-}
 
 /// How the virtual device behaves.
 #[derive(Clone, Debug)]
