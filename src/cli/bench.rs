@@ -52,7 +52,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             };
             let (dev_name, stats) = match device::open(&args.device)? {
                 OpenedDevice::Sim { backend, device } => {
-                    one_run(backend, device.stream(), &cfg, args.seconds)?
+                    one_run(*backend, device.stream(), &cfg, args.seconds)?
+                }
+                OpenedDevice::Usb { capture, .. } => {
+                    let capture = *capture;
+                    one_run(capture.backend, capture.stream, &cfg, args.seconds)?
                 }
             };
             name = dev_name;

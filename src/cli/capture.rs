@@ -84,7 +84,11 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
     match device::open(&args.device)? {
         OpenedDevice::Sim { device, backend } => {
             let verifier = device.verifier();
-            session(backend, device.stream(), &cfg, args, Some(verifier), &stop)
+            session(*backend, device.stream(), &cfg, args, Some(verifier), &stop)
+        }
+        OpenedDevice::Usb { capture, verifier } => {
+            let capture = *capture;
+            session(capture.backend, capture.stream, &cfg, args, verifier, &stop)
         }
     }
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod capture;
 mod device;
+mod inspect;
 mod usbip;
 
 use std::path::PathBuf;
@@ -24,6 +25,10 @@ pub struct Args {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Devices with iso IN endpoints (and the simulated one), their streams, usbfs caps.
+    List(ListArgs),
+    /// A device's descriptors in full (from a device, or a copy of sysfs `descriptors`).
+    Describe(DescribeArgs),
     /// Capture from a device: live status, optional WAV recording and JSON statistics.
     Capture(CaptureArgs),
     /// Serve a virtual USB audio capture device over USB/IP (for vhci-hcd or `usbip attach`).
@@ -37,6 +42,29 @@ pub enum Command {
     /// Check that a WAV recording is an unbroken, bit-exact run of a test signal
     /// (e.g. what `arecord` recorded from `isoscope virtual-device`).
     VerifyWav(VerifyWavArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// List every USB device, not only those with iso IN endpoints.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DescribeArgs {
+    /// The device: sim, BUS:DEV, VID:PID or a /dev/bus/usb path.
+    #[arg(long, short = 'd', conflicts_with = "file")]
+    pub device: Option<String>,
+    /// A file holding descriptor bytes (e.g. a copy of /sys/bus/usb/devices/1-1/descriptors).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -134,6 +162,10 @@ pub struct DeviceArgs {
     /// Sample format to ask for: u8, s16, s24, s24_4, s32, f32.
     #[arg(long, value_parser = parse_sample_format)]
     pub format: Option<isoscope::dsp::SampleFormat>,
+    /// Check a capture from `isoscope virtual-device` frame by frame: the signal it was
+    /// started with (its --short-ratio, --error-ratio and --seed go in the --sim-* flags).
+    #[arg(long)]
+    pub verify_signal: Option<String>,
     /// Simulated device: share of short packets (0..1).
     #[arg(long, default_value_t = 0.0, help_heading = "Simulated device")]
     pub sim_short_ratio: f64,
@@ -202,6 +234,8 @@ fn parse_sample_format(s: &str) -> Result<isoscope::dsp::SampleFormat, String> {
 /// status line until Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
+        Some(Command::List(a)) => inspect::list(&a),
+        Some(Command::Describe(a)) => inspect::describe(&a),
         Some(Command::Capture(a)) => capture::run(&a),
         Some(Command::VirtualDevice(a)) => usbip::virtual_device(&a),
         Some(Command::Attach(a)) => usbip::attach(&a),

@@ -3,6 +3,8 @@
 
 pub mod descriptors;
 pub mod discovery;
+pub mod open;
+pub mod uac;
 pub mod urb;
 pub mod usbfs;
 pub mod vhci;

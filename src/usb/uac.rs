@@ -1,0 +1,329 @@
+//! USB Audio Class stream setup: which alt setting to stream from for a requested
+//! rate/format/channels, and setting the sample rate (UAC1: SET_CUR on the endpoint;
+//! UAC2: SET_CUR on the clock source, whose GET RANGE lists the rates).
+
+use nix::errno::Errno;
+
+use super::descriptors::{AudioStream, Rates, UacVersion};
+use super::ControlTransfer;
+use crate::dsp::SampleFormat;
+
+/// bRequest values (UAC1 uses 0x01 SET_CUR / 0x81 GET_CUR; UAC2 uses CUR = 0x01 and
+/// RANGE = 0x02 in both directions).
+const SET_CUR: u8 = 0x01;
+const UAC1_GET_CUR: u8 = 0x81;
+const UAC2_CUR: u8 = 0x01;
+const UAC2_RANGE: u8 = 0x02;
+/// UAC1 SAMPLING_FREQ_CONTROL / UAC2 CS_SAM_FREQ_CONTROL, in wValue's high byte.
+const SAMPLING_FREQ: u16 = 0x0100;
+
+/// Rates worth offering from a continuous range.
+pub const STANDARD_RATES: [u32; 13] =
+    [8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000, 352800, 384000];
+
+/// What the user asked for; `None` lets isoscope choose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamRequest {
+    pub rate: Option<u32>,
+    pub channels: Option<u16>,
+    pub sample: Option<SampleFormat>,
+}
+
+/// Why a stream could not be chosen or set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UacError {
+    #[error("no audio stream matches {wanted}; the device offers: {offered}")]
+    NoMatch { wanted: String, offered: String },
+    #[error("the device has no audio capture stream (no audio streaming interface with an iso IN endpoint)")]
+    NoStream,
+    #[error("{op} failed: {errno}{hint}")]
+    Control { op: &'static str, errno: Errno, hint: &'static str },
+    #[error("the device answered {op} with {got} bytes, expected {need}")]
+    ShortReply { op: &'static str, got: usize, need: usize },
+}
+
+fn control_err(op: &'static str, errno: Errno) -> UacError {
+    let hint = match errno {
+        Errno::EPIPE => " (the device stalled: it does not support this request)",
+        Errno::ETIMEDOUT => " (the device did not answer within 1 s)",
+        _ => "",
+    };
+    UacError::Control { op, errno, hint }
+}
+
+/// A UAC2 RANGE subrange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RateRange {
+    pub min: u32,
+    pub max: u32,
+    pub res: u32,
+}
+
+/// UAC2 GET RANGE of the clock source's sampling frequency.
+pub fn uac2_rates(
+    dev: &mut impl ControlTransfer,
+    ac_interface: u8,
+    clock: u8,
+) -> Result<Vec<RateRange>, UacError> {
+    let index = u16::from(clock) << 8 | u16::from(ac_interface);
+    let mut head = [0u8; 2];
+    let n = dev
+        .control_in(0xA1, UAC2_RANGE, SAMPLING_FREQ, index, &mut head)
+        .map_err(|e| control_err("GET RANGE", e))?;
+    if n < 2 {
+        return Err(UacError::ShortReply { op: "GET RANGE", got: n, need: 2 });
+    }
+    let count = usize::from(u16::from_le_bytes(head)).min(64);
+    let mut buf = vec![0u8; 2 + 12 * count];
+    let n = dev
+        .control_in(0xA1, UAC2_RANGE, SAMPLING_FREQ, index, &mut buf)
+        .map_err(|e| control_err("GET RANGE", e))?;
+    let got = (n.min(buf.len()).saturating_sub(2)) / 12;
+    Ok(buf[2..2 + got * 12]
+        .chunks_exact(12)
+        .map(|c| RateRange {
+            min: u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            max: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            res: u32::from_le_bytes([c[8], c[9], c[10], c[11]]),
+        })
+        .collect())
+}
+
+/// The rates a set of UAC2 ranges offers: each fixed rate, and the standard rates inside
+/// each continuous range (on its resolution grid).
+pub fn rates_from_ranges(ranges: &[RateRange]) -> Vec<u32> {
+    let mut v: Vec<u32> = Vec::new();
+    for r in ranges {
+        if r.min == r.max {
+            v.push(r.min);
+        } else {
+            v.extend(
+                STANDARD_RATES
+                    .iter()
+                    .copied()
+                    .filter(|&x| (r.min..=r.max).contains(&x) && (r.res == 0 || (x - r.min) % r.res == 0)),
+            );
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn offered_rates(rates: &Rates) -> Vec<u32> {
+    match rates {
+        Rates::Discrete(v) => v.clone(),
+        Rates::Continuous { min, max } => {
+            STANDARD_RATES.iter().copied().filter(|r| (*min..=*max).contains(r)).collect()
+        }
+        Rates::FromClock => Vec::new(),
+    }
+}
+
+/// Chooses the stream and rate to capture. UAC2 streams must have had their rates resolved
+/// from the clock (see [`uac2_rates`]) into `Rates::Discrete` first.
+///
+/// The rule: only streams with a known sample format qualify, filtered by the request.
+/// The rate is the requested one, else 48 kHz, else 44.1 kHz, else the highest offered.
+/// Among streams offering that rate, the widest sample format wins (a scope wants the
+/// resolution), then the most channels, then the lowest alt setting.
+pub fn select_stream(streams: &[AudioStream], req: &StreamRequest) -> Result<(AudioStream, u32), UacError> {
+    if streams.is_empty() {
+        return Err(UacError::NoStream);
+    }
+    let fits = |s: &&AudioStream| {
+        s.sample.is_some()
+            && req.sample.is_none_or(|f| s.sample == Some(f))
+            && req.channels.is_none_or(|c| s.channels == c)
+            && req.rate.is_none_or(|r| offered_rates(&s.rates).contains(&r))
+    };
+    let candidates: Vec<&AudioStream> = streams.iter().filter(fits).collect();
+    let rate_pref = |s: &AudioStream| -> Option<u32> {
+        let offered = offered_rates(&s.rates);
+        req.rate
+            .or_else(|| [48_000, 44_100].into_iter().find(|r| offered.contains(r)))
+            .or_else(|| offered.iter().copied().max())
+    };
+    let best = candidates.iter().filter_map(|s| Some((*s, rate_pref(s)?))).max_by_key(|(s, rate)| {
+        let rate_rank = match *rate {
+            48_000 => 2,
+            44_100 => 1,
+            _ => 0,
+        };
+        (rate_rank, s.sample.map_or(0, SampleFormat::bits), s.channels, std::cmp::Reverse(s.alt))
+    });
+    match best {
+        Some((s, rate)) => Ok((s.clone(), rate)),
+        None => Err(UacError::NoMatch {
+            wanted: format!(
+                "{} {} {}",
+                req.sample.map_or("any format".to_string(), |f| f.to_string()),
+                req.channels.map_or("any channels".to_string(), |c| format!("{c} ch")),
+                req.rate.map_or("any rate".to_string(), |r| format!("{r} Hz"))
+            ),
+            offered: streams.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("; "),
+        }),
+    }
+}
+
+/// Sets the sample rate for `stream` and reads it back (UAC1: on the endpoint, if it has
+/// a sampling frequency control; UAC2: on its clock source). Returns the rate in effect;
+/// a device that cannot report it is taken at its word.
+pub fn set_sample_rate(
+    dev: &mut impl ControlTransfer,
+    stream: &AudioStream,
+    rate: u32,
+) -> Result<u32, UacError> {
+    match stream.uac {
+        UacVersion::V1 => {
+            let has_control = stream.endpoint.audio.is_some_and(|a| a.attributes & 0x01 != 0);
+            let single = matches!(&stream.rates, Rates::Discrete(v) if v.len() == 1);
+            if !has_control && single {
+                return Ok(rate); // fixed-rate device: nothing to set
+            }
+            let ep = u16::from(stream.endpoint.address);
+            let b = rate.to_le_bytes();
+            dev.control_out(0x22, SET_CUR, SAMPLING_FREQ, ep, &b[..3])
+                .map_err(|e| control_err("SET_CUR sampling frequency", e))?;
+            let mut back = [0u8; 3];
+            match dev.control_in(0xA2, UAC1_GET_CUR, SAMPLING_FREQ, ep, &mut back) {
+                Ok(3) => Ok(u32::from_le_bytes([back[0], back[1], back[2], 0])),
+                _ => Ok(rate),
+            }
+        }
+        UacVersion::V2 => {
+            let (Some(clock), Some(ac)) = (stream.clock_source, stream.ac_interface) else {
+                return Ok(rate); // no clock entity found: the device's rate is what it is
+            };
+            let index = u16::from(clock) << 8 | u16::from(ac);
+            dev.control_out(0x21, UAC2_CUR, SAMPLING_FREQ, index, &rate.to_le_bytes())
+                .map_err(|e| control_err("SET_CUR clock frequency", e))?;
+            let mut back = [0u8; 4];
+            match dev.control_in(0xA1, UAC2_CUR, SAMPLING_FREQ, index, &mut back) {
+                Ok(4) => Ok(u32::from_le_bytes(back)),
+                _ => Ok(rate),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::usbip::{VirtualDevice, VirtualDeviceConfig};
+    use crate::usb::descriptors;
+
+    /// The virtual UAC device answering control transfers, recording what was asked.
+    struct Fake {
+        dev: VirtualDevice,
+        log: Vec<(u8, u8, u16, u16)>,
+        stall_get: bool,
+    }
+
+    impl ControlTransfer for Fake {
+        fn control_in(
+            &mut self,
+            rt: u8,
+            req: u8,
+            value: u16,
+            index: u16,
+            data: &mut [u8],
+        ) -> Result<usize, Errno> {
+            self.log.push((rt, req, value, index));
+            if self.stall_get {
+                return Err(Errno::EPIPE);
+            }
+            let setup = [
+                rt,
+                req,
+                value as u8,
+                (value >> 8) as u8,
+                index as u8,
+                (index >> 8) as u8,
+                data.len() as u8,
+                (data.len() >> 8) as u8,
+            ];
+            let v = self.dev.control(setup, &[]).map_err(|e| Errno::from_raw(-e))?;
+            data[..v.len()].copy_from_slice(&v);
+            Ok(v.len())
+        }
+
+        fn control_out(&mut self, rt: u8, req: u8, value: u16, index: u16, data: &[u8]) -> Result<(), Errno> {
+            self.log.push((rt, req, value, index));
+            let setup = [
+                rt,
+                req,
+                value as u8,
+                (value >> 8) as u8,
+                index as u8,
+                (index >> 8) as u8,
+                data.len() as u8,
+                0,
+            ];
+            self.dev.control(setup, data).map(|_| ()).map_err(|e| Errno::from_raw(-e))
+        }
+    }
+
+    fn fake(uac: UacVersion) -> (Fake, Vec<AudioStream>) {
+        let dev = VirtualDevice::new(VirtualDeviceConfig { uac, ..VirtualDeviceConfig::default() }).unwrap();
+        let streams = descriptors::parse(&dev.descriptor_bytes()).unwrap().audio_streams();
+        (Fake { dev, log: Vec::new(), stall_get: false }, streams)
+    }
+
+    #[test]
+    fn uac2_rates_come_from_the_clock_and_the_rate_is_set_there() {
+        let (mut f, mut streams) = fake(UacVersion::V2);
+        let ranges = uac2_rates(&mut f, 0, 0x10).unwrap();
+        assert_eq!(rates_from_ranges(&ranges), vec![48_000, 96_000]);
+        for s in &mut streams {
+            s.rates = Rates::Discrete(rates_from_ranges(&ranges));
+        }
+        let (s, rate) =
+            select_stream(&streams, &StreamRequest { rate: Some(96_000), ..Default::default() }).unwrap();
+        assert_eq!((s.sample, rate), (Some(SampleFormat::S24_3Le), 96_000));
+        assert_eq!(set_sample_rate(&mut f, &s, 96_000).unwrap(), 96_000);
+        assert!(f.log.contains(&(0x21, 0x01, 0x0100, 0x1000)), "{:?}", f.log);
+        assert_eq!(set_sample_rate(&mut f, &s, 44_100).unwrap_err().to_string(), "SET_CUR clock frequency failed: EPIPE: Broken pipe (the device stalled: it does not support this request)");
+    }
+
+    #[test]
+    fn uac1_rate_is_set_on_the_endpoint_and_read_back() {
+        let (mut f, streams) = fake(UacVersion::V1);
+        let (s, rate) = select_stream(&streams, &StreamRequest::default()).unwrap();
+        assert_eq!(
+            (s.sample, s.alt, rate),
+            (Some(SampleFormat::S24_3Le), 2, 48_000),
+            "widest format at 48 kHz"
+        );
+        assert_eq!(set_sample_rate(&mut f, &s, 96_000).unwrap(), 96_000);
+        assert!(
+            f.log.contains(&(0x22, 0x01, 0x0100, 0x81)) && f.log.contains(&(0xA2, 0x81, 0x0100, 0x81)),
+            "{:?}",
+            f.log
+        );
+        // A device that stalls GET_CUR is taken at its word.
+        f.stall_get = true;
+        assert_eq!(set_sample_rate(&mut f, &s, 48_000).unwrap(), 48_000);
+    }
+
+    #[test]
+    fn selection_honours_the_request_and_explains_a_mismatch() {
+        let (_, streams) = fake(UacVersion::V1);
+        let req = StreamRequest { sample: Some(SampleFormat::S16Le), ..Default::default() };
+        assert_eq!(select_stream(&streams, &req).unwrap().0.alt, 1);
+        let err =
+            select_stream(&streams, &StreamRequest { rate: Some(44_100), ..Default::default() }).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("44100 Hz") && msg.contains("48000/96000 Hz"), "{msg}");
+        assert_eq!(select_stream(&[], &StreamRequest::default()), Err(UacError::NoStream));
+    }
+
+    #[test]
+    fn continuous_ranges_offer_the_standard_rates_on_their_grid() {
+        let r = [RateRange { min: 44_100, max: 96_000, res: 0 }, RateRange { min: 8000, max: 8000, res: 0 }];
+        assert_eq!(rates_from_ranges(&r), vec![8000, 44_100, 48_000, 88_200, 96_000]);
+        let grid = [RateRange { min: 48_000, max: 192_000, res: 48_000 }];
+        assert_eq!(rates_from_ranges(&grid), vec![48_000, 96_000, 192_000]);
+    }
+}
