@@ -50,6 +50,8 @@ struct Report<'a> {
     wav_frames: Option<u64>,
     frames_verified: Option<u64>,
     frames_mismatched: Option<u64>,
+    /// Capture frame index and device stream frame of the first mismatch.
+    first_mismatch: Option<(u64, u64)>,
     error: Option<String>,
     stats: &'a StatsSnapshot,
 }
@@ -163,6 +165,7 @@ fn session<B: Backend>(
         wav_frames: drained.wav_frames,
         frames_verified: drained.verifier.as_ref().map(Verifier::verified),
         frames_mismatched: drained.verifier.as_ref().map(Verifier::mismatched),
+        first_mismatch: drained.verifier.as_ref().and_then(Verifier::first_mismatch),
         error: failure.as_ref().map(CaptureError::to_string),
         stats: &stats,
     };

@@ -242,6 +242,17 @@ impl PcmTable {
         }
     }
 
+    /// The index (within `got`) of the first frame that differs from the stream's frames
+    /// starting at `first`.
+    pub fn first_mismatch(&self, first: u64, got: &[u8]) -> Option<usize> {
+        let fb = self.format.frame_bytes();
+        let mut want = vec![0u8; fb];
+        got.chunks_exact(fb).enumerate().find_map(|(i, f)| {
+            self.copy_frames(first + i as u64, &mut want);
+            (f != want.as_slice()).then_some(i)
+        })
+    }
+
     /// Counts how many of the frames in `got` differ from the stream's frames starting at `first`.
     pub fn count_mismatches(&self, first: u64, got: &[u8]) -> u64 {
         let fb = self.format.frame_bytes();

@@ -21,6 +21,8 @@ pub struct Verifier {
     partial: Vec<u8>,
     verified: u64,
     mismatched: u64,
+    /// Capture frame index and stream frame of the first mismatch.
+    first_mismatch: Option<(u64, u64)>,
 }
 
 impl Verifier {
@@ -34,6 +36,7 @@ impl Verifier {
             partial: Vec::with_capacity(fb),
             verified: 0,
             mismatched: 0,
+            first_mismatch: None,
         }
     }
 
@@ -45,6 +48,12 @@ impl Verifier {
     /// Frames that differ (a leaked gap, a lost or reordered packet, a wrong copy).
     pub fn mismatched(&self) -> u64 {
         self.mismatched
+    }
+
+    /// Where the first mismatch was: (index of the frame in the capture, the stream frame
+    /// the device sent in that place).
+    pub fn first_mismatch(&self) -> Option<(u64, u64)> {
+        self.first_mismatch
     }
 
     /// Feeds captured bytes.
@@ -81,6 +90,10 @@ impl Verifier {
             let n = (self.run_left as usize).min(frames.len() / fb);
             let (run, rest) = frames.split_at(n * fb);
             let bad = self.table.count_mismatches(self.next_frame, run);
+            if bad > 0 && self.first_mismatch.is_none() {
+                let i = self.table.first_mismatch(self.next_frame, run).unwrap_or(0) as u64;
+                self.first_mismatch = Some((self.verified + self.mismatched + i, self.next_frame + i));
+            }
             self.mismatched += bad;
             self.verified += n as u64 - bad;
             self.next_frame += n as u64;
@@ -156,6 +169,7 @@ mod tests {
         bad[4001] ^= 0x40;
         v.feed(&bad);
         assert_eq!(v.mismatched(), 1);
+        assert_eq!(v.first_mismatch().map(|(i, _)| i), Some(1000)); // byte 4001 is in frame 1000
     }
 }
 

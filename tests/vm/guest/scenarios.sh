@@ -1,0 +1,223 @@
+#!/bin/sh
+# Runs in the VM guest (busybox sh, as root). Each scenario prints exactly one line:
+#   SCENARIO <name> PASS|FAIL <details and figures>
+# The host (tests/vm/run) collects them.
+
+SIGNAL=chirp:100-8000
+VD_PID=""
+PORT=""
+
+result() { echo "SCENARIO $1 $2 $3"; }
+
+# The sysfs directory of the attached virtual device (idVendor 1209, idProduct 0001).
+device_dir() {
+  for d in /sys/bus/usb/devices/*; do
+    [ "$(cat "$d/idVendor" 2>/dev/null)" = 1209 ] && [ "$(cat "$d/idProduct" 2>/dev/null)" = 0001 ] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+
+# The driver bound to interface 0 of the virtual device, or "none".
+ac_driver() {
+  d=$(device_dir) || { echo none; return; }
+  l=$(readlink "$d:1.0/driver" 2>/dev/null) || { echo none; return; }
+  basename "$l"
+}
+
+# Waits up to 20 s for snd-usb-audio to be bound to the control interface.
+wait_driver() {
+  n=200
+  while [ "$n" -gt 0 ]; do [ "$(ac_driver)" = snd-usb-audio ] && return 0; sleep 0.1; n=$((n - 1)); done
+  return 1
+}
+
+wait_for() { # wait_for SECONDS COMMAND...
+  n=$(($1 * 10)); shift
+  while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done
+  return 1
+}
+
+# plug [virtual-device options]: serve a fresh virtual device and attach it.
+plug() {
+  isoscope virtual-device --listen 127.0.0.1:3240 "$@" > /tmp/vd.log 2>&1 &
+  VD_PID=$!
+  wait_for 10 sh -c 'grep -q "serving" /tmp/vd.log' || { echo "vm-guest: virtual device did not start"; cat /tmp/vd.log; return 1; }
+  PORT=$(isoscope attach --host 127.0.0.1:3240 2>/tmp/attach.log) || { cat /tmp/attach.log; return 1; }
+  wait_for 20 device_dir >/dev/null || { echo "vm-guest: device did not enumerate"; dmesg | tail -20; return 1; }
+  wait_driver || { echo "vm-guest: snd-usb-audio did not bind"; dmesg | tail -30; }
+  return 0
+}
+
+unplug() {
+  [ -n "$PORT" ] && isoscope detach --port "$PORT" 2>/dev/null
+  wait_for 10 sh -c '! ls /sys/bus/usb/devices/ | grep -q .' >/dev/null 2>&1
+  [ -n "$VD_PID" ] && kill "$VD_PID" 2>/dev/null && wait "$VD_PID" 2>/dev/null
+  VD_PID=""; PORT=""
+  sleep 0.5
+}
+
+json() { # json FILE KEY -> the value of a top-level number/string field
+  sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -1
+}
+
+echo "vm-guest: kernel $(uname -r), usbfs_memory_mb $(cat /sys/module/usbcore/parameters/usbfs_memory_mb)"
+
+# 1. snd-usb-audio binds to the virtual device and arecord gets exactly what it sent.
+s1() {
+  plug --signal "$SIGNAL" || { result snd-usb-audio-arecord FAIL "could not plug the device"; return; }
+  drv=$(ac_driver)
+  card=$(grep -l "isoscope" /proc/asound/card*/id /proc/asound/card*/longname 2>/dev/null | head -1 | sed 's|/proc/asound/card\([0-9]*\)/.*|\1|')
+  [ -n "$card" ] || card=0
+  if arecord -D "hw:$card,0" -f S16_LE -c 2 -r 48000 -d 2 /tmp/arecord.wav 2>/tmp/arecord.log; then
+    out=$(isoscope verify-wav --signal "$SIGNAL" /tmp/arecord.wav 2>&1)
+    if echo "$out" | grep -q '"mismatched":0'; then
+      result snd-usb-audio-arecord PASS "driver $drv, card $card: $(echo "$out" | head -1)"
+    else
+      result snd-usb-audio-arecord FAIL "verify-wav: $out"
+    fi
+  else
+    result snd-usb-audio-arecord FAIL "driver $drv: arecord failed: $(tail -2 /tmp/arecord.log | tr '\n' ' ') $(dmesg | tail -5 | tr '\n' ' ')"
+  fi
+  unplug
+}
+
+# 2/3. isoscope captures bit-exactly with short packets, on the mmap path or the copy path,
+# taking the interface from snd-usb-audio and giving it back.
+capture_mode() { # capture_mode NAME MODE
+  plug --signal "$SIGNAL" --short-ratio 0.3 --seed 7 || { result "$1" FAIL "could not plug the device"; return; }
+  before=$(ac_driver)
+  isoscope capture --device 1209:0001 --mode "$2" --seconds 3 --quiet --verify-signal "$SIGNAL" \
+    --sim-short-ratio 0.3 --sim-seed 7 --wav /tmp/c.wav --stats-json /tmp/c.json 2>/tmp/c.log
+  rc=$?
+  wait_driver
+  after=$(ac_driver)
+  mode=$(json /tmp/c.json mode_used); zc=$(json /tmp/c.json urbs_zerocopy); cp=$(json /tmp/c.json urbs_copy)
+  urbs=$(json /tmp/c.json urbs); ok=$(json /tmp/c.json frames_verified); bad=$(json /tmp/c.json frames_mismatched)
+  short=$(json /tmp/c.json short_packets); cpu=$(json /tmp/c.json cpu_ns); bytes=$(json /tmp/c.json bytes)
+  caps=$(isoscope list 2>/dev/null | grep -m1 "usbfs capabilities" | sed 's/.*: //')
+  figures="mode $mode, urbs $urbs (zero-copy $zc, copy $cp), frames verified $ok mismatched $bad, short packets $short, cpu_ns $cpu for $bytes bytes, caps [$caps], driver before $before after $after"
+  want_path=$([ "$2" = zerocopy ] && echo "$zc" || echo "$cp")
+  if [ "$rc" = 0 ] && [ "$mode" = "$2" ] && [ "$want_path" = "$urbs" ] && [ "${urbs:-0}" -gt 0 ] && [ "$bad" = 0 ] \
+     && [ "${ok:-0}" -gt 0 ] && [ "${short:-0}" -gt 0 ] && [ "$before" = snd-usb-audio ] && [ "$after" = snd-usb-audio ] \
+     && { [ "$2" = copy ] || echo "$caps" | grep -q MMAP; }; then
+    result "$1" PASS "$figures"
+  else
+    result "$1" FAIL "exit $rc: $figures; $(tail -3 /tmp/c.log | tr '\n' ' ')"
+  fi
+  unplug
+}
+
+# 4. usbfs_memory_mb lowered to 1: zero-copy is refused before streaming with the numbers
+# and the fix; auto falls back to copy mode, says so, and captures.
+s4() {
+  plug --signal "$SIGNAL" || { result usbfs-cap FAIL "could not plug the device"; return; }
+  old=$(cat /sys/module/usbcore/parameters/usbfs_memory_mb)
+  echo 1 > /sys/module/usbcore/parameters/usbfs_memory_mb
+  # S24_3 stereo at high speed: 78-byte packets; 83 URBs x 128 packets: the zero-copy pool
+  # (84 slots mapped) is over 1 MiB, copy mode's 83 bounce buffers are not.
+  opts="--device 1209:0001 --format s24 --rate 48000 --packets 128 --urbs 83 --seconds 2 --quiet"
+  isoscope capture $opts --mode zerocopy 2>/tmp/z.log; zrc=$?
+  isoscope capture $opts --mode auto --stats-json /tmp/a.json 2>/tmp/a.log; arc=$?
+  echo "$old" > /sys/module/usbcore/parameters/usbfs_memory_mb
+  zmsg=$(grep "error" /tmp/z.log | head -1)
+  if [ "$zrc" != 0 ] && echo "$zmsg" | grep -q "usbfs_memory_mb is 1 MiB" && echo "$zmsg" | grep -q "usbcore.usbfs_memory_mb=" \
+     && [ "$arc" = 0 ] && grep -q "capturing in copy mode" /tmp/a.log && [ "$(json /tmp/a.json mode_used)" = copy ] \
+     && [ "$(json /tmp/a.json frames)" -gt 0 ]; then
+    result usbfs-cap PASS "zerocopy refused ($(echo "$zmsg" | cut -c1-160)...); auto captured $(json /tmp/a.json frames) frames in copy mode"
+  else
+    result usbfs-cap FAIL "zerocopy exit $zrc: $zmsg | auto exit $arc: $(tail -2 /tmp/a.log | tr '\n' ' ')"
+  fi
+  unplug
+}
+
+# 5. Unplug mid-capture: a clean "device disconnected", stats and WAV kept, no hang.
+s5() {
+  plug --signal "$SIGNAL" || { result unplug FAIL "could not plug the device"; return; }
+  isoscope capture --device 1209:0001 --seconds 60 --quiet --verify-signal "$SIGNAL" --wav /tmp/u.wav --stats-json /tmp/u.json 2>/tmp/u.log &
+  cap=$!
+  sleep 3
+  isoscope detach --port "$PORT"; PORT=""
+  t=0; while kill -0 $cap 2>/dev/null && [ $t -lt 100 ]; do sleep 0.1; t=$((t + 1)); done
+  if kill -0 $cap 2>/dev/null; then kill -9 $cap; result unplug FAIL "capture hung after the unplug"; unplug; return; fi
+  wait $cap; rc=$?
+  frames=$(json /tmp/u.json frames); bad=$(json /tmp/u.json frames_mismatched)
+  wavcheck=$(isoscope verify-wav --signal "$SIGNAL" /tmp/u.wav 2>/dev/null)
+  if [ "$rc" = 1 ] && grep -q "device disconnected" /tmp/u.log && [ "${frames:-0}" -gt 0 ] && [ "$bad" = 0 ] \
+     && echo "$wavcheck" | grep -q "\"verified\":$frames,"; then
+    result unplug PASS "ended $((t / 10)).$((t % 10)) s after the unplug with '$(grep -o 'device disconnected' /tmp/u.log | head -1)', $frames frames kept, WAV verified"
+  else
+    result unplug FAIL "exit $rc, frames $frames, mismatched $bad, wav $wavcheck: $(tail -2 /tmp/u.log | tr '\n' ' ')"
+  fi
+  unplug
+}
+
+# 6. SIGTERM and SIGINT mid-capture: WAV intact, snd-usb-audio bound again.
+s6() {
+  plug --signal "$SIGNAL" || { result signals FAIL "could not plug the device"; return; }
+  notes=""; ok=1
+  for sig in TERM INT; do
+    isoscope capture --device 1209:0001 --quiet --verify-signal "$SIGNAL" --wav /tmp/s.wav --stats-json /tmp/s.json 2>/tmp/s.log &
+    cap=$!
+    sleep 3
+    kill -$sig $cap
+    wait $cap; rc=$?
+    wait_driver
+    frames=$(json /tmp/s.json frames)
+    wavcheck=$(isoscope verify-wav --signal "$SIGNAL" /tmp/s.wav 2>/dev/null)
+    drv=$(ac_driver)
+    notes="$notes SIG$sig: exit $rc, $frames frames, driver $drv;"
+    if [ "$rc" != 0 ] || [ "${frames:-0}" -le 0 ] || [ "$drv" != snd-usb-audio ] || ! echo "$wavcheck" | grep -q "\"verified\":$frames,"; then ok=0; fi
+  done
+  [ $ok = 1 ] && result signals PASS "$notes" || result signals FAIL "$notes $(tail -2 /tmp/s.log | tr '\n' ' ')"
+  unplug
+}
+
+# 7. Not root: a permission error that names the udev rule and how to install it.
+s7() {
+  plug --signal "$SIGNAL" || { result not-root FAIL "could not plug the device"; return; }
+  su -s /bin/sh nobody -c "isoscope capture --device 1209:0001 --seconds 1 --quiet" 2>/tmp/p.log; rc=$?
+  msg=$(grep error /tmp/p.log | head -1)
+  if [ "$rc" != 0 ] && echo "$msg" | grep -q "60-isoscope.rules" && echo "$msg" | grep -q "udevadm"; then
+    result not-root PASS "$(echo "$msg" | cut -c1-200)"
+  else
+    result not-root FAIL "exit $rc: $(cat /tmp/p.log | tr '\n' ' ')"
+  fi
+  unplug
+}
+
+# 8. Zero-copy against copy on the real kernel, alternating runs; arecord on the same device.
+s8() {
+  plug --signal "$SIGNAL" || { result bench FAIL "could not plug the device"; return; }
+  if isoscope bench --device 1209:0001 --format s24 --seconds 4 --rounds 3 --json /tmp/b.json 2>/tmp/b.log; then
+    zc=$(json /tmp/b.json zerocopy_cpu_us_per_mib_median); cp=$(json /tmp/b.json copy_cpu_us_per_mib_median)
+    ratio=$(json /tmp/b.json copy_over_zerocopy_cpu)
+    zs=$(json /tmp/b.json zerocopy_syscalls_per_s_median); cs=$(json /tmp/b.json copy_syscalls_per_s_median)
+    # arecord's own CPU (user+sys ticks of the process) for 4 s of the same stream.
+    card=$(grep -l "isoscope" /proc/asound/card*/id /proc/asound/card*/longname 2>/dev/null | head -1 | sed 's|/proc/asound/card\([0-9]*\)/.*|\1|')
+    arecord -D "hw:${card:-0},0" -f S24_3LE -c 2 -r 48000 -d 4 /tmp/bench.wav 2>/dev/null &
+    ap=$!
+    sleep 3.9
+    ticks=$(awk '{print $14 + $15}' /proc/$ap/stat 2>/dev/null)
+    wait $ap
+    hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+    mib=$(awk "BEGIN { print 48000 * 6 * 4 / 1048576 }")
+    ar=$(awk "BEGIN { printf \"%.0f\", ($ticks + 0) / $hz * 1e6 / $mib }")
+    result bench PASS "CPU us/MiB median: zero-copy $zc, copy $cp (copy/zero-copy $ratio); syscalls/s: zero-copy $zs, copy $cs; arecord process ~$ar us/MiB (tick resolution)"
+    sed -n 's/^isoscope: //p' /tmp/b.log
+  else
+    result bench FAIL "$(tail -3 /tmp/b.log | tr '\n' ' ')"
+  fi
+  unplug
+}
+
+# The host names the scenarios to run on the kernel command line.
+only=$(sed -n 's/.*isoscope\.scenarios=\([^ ]*\).*/\1/p' /proc/cmdline)
+want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+want snd-usb-audio-arecord && s1
+want capture-zerocopy && capture_mode capture-zerocopy zerocopy
+want capture-copy && capture_mode capture-copy copy
+want usbfs-cap && s4
+want unplug && s5
+want signals && s6
+want not-root && s7
+want bench && s8
