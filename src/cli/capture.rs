@@ -116,7 +116,7 @@ fn session<B: Backend>(
     print_banner(&info);
 
     let done = Arc::new(AtomicBool::new(false));
-    let consumer = spawn_consumer(cons, wav, verifier, Arc::clone(&done))?;
+    let consumer = spawn_consumer(cons, wav, verifier, format.frame_bytes(), Arc::clone(&done))?;
 
     let started = Instant::now();
     let live = !args.quiet && std::io::stderr().is_terminal();
@@ -192,12 +192,14 @@ fn spawn_consumer(
     mut cons: HeapCons<u8>,
     mut wav: Option<WavRecorder>,
     mut verifier: Option<Verifier>,
+    frame_bytes: usize,
     done: Arc<AtomicBool>,
 ) -> anyhow::Result<JoinHandle<Drained>> {
     std::thread::Builder::new()
         .name("isoscope-record".into())
         .spawn(move || {
-            let mut buf = vec![0u8; 256 << 10];
+            // Whole frames per pop, so every consumer sees frame-aligned chunks.
+            let mut buf = vec![0u8; (256 << 10) / frame_bytes * frame_bytes];
             let mut wav_error = None;
             loop {
                 // Read `done` before draining: once set, the engine has pushed its last bytes.

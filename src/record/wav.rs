@@ -25,6 +25,8 @@ pub struct WavRecorder {
     writer: hound::WavWriter<BufWriter<File>>,
     frames: u64,
     last_flush: Instant,
+    /// Bytes of a frame split across two `write_bytes` calls.
+    partial: Vec<u8>,
 }
 
 impl WavRecorder {
@@ -42,28 +44,52 @@ impl WavRecorder {
         };
         let writer = hound::WavWriter::create(path, spec)
             .map_err(|source| RecordError::Create { path: path.to_path_buf(), source })?;
-        Ok(WavRecorder { path: path.to_path_buf(), format, writer, frames: 0, last_flush: Instant::now() })
+        Ok(WavRecorder {
+            path: path.to_path_buf(),
+            format,
+            writer,
+            frames: 0,
+            last_flush: Instant::now(),
+            partial: Vec::with_capacity(format.frame_bytes()),
+        })
     }
 
-    /// Appends whole frames of raw device bytes (a trailing partial frame is ignored).
-    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
-        let w = self.format.sample.bytes();
-        let whole = bytes.len() / self.format.frame_bytes() * self.format.frame_bytes();
+    /// Appends raw device bytes. A frame split across calls is kept until its rest arrives.
+    pub fn write_bytes(&mut self, mut bytes: &[u8]) -> Result<(), RecordError> {
+        let fb = self.format.frame_bytes();
+        if !self.partial.is_empty() {
+            let take = (fb - self.partial.len()).min(bytes.len());
+            self.partial.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.partial.len() < fb {
+                return Ok(());
+            }
+            let frame = std::mem::take(&mut self.partial);
+            let res = self.write_frames(&frame);
+            self.partial = frame;
+            self.partial.clear();
+            res?;
+        }
+        let whole = bytes.len() / fb * fb;
+        self.partial.extend_from_slice(&bytes[whole..]);
+        self.write_frames(&bytes[..whole])
+    }
+
+    /// Writes whole frames.
+    fn write_frames(&mut self, frames: &[u8]) -> Result<(), RecordError> {
+        let sample = self.format.sample;
+        let writer = &mut self.writer;
         let res: Result<(), hound::Error> =
-            bytes[..whole].chunks_exact(w).try_for_each(|c| match self.format.sample {
-                SampleFormat::U8 => self.writer.write_sample(c[0] as i8 ^ i8::MIN),
-                SampleFormat::S16Le => self.writer.write_sample(i16::from_le_bytes([c[0], c[1]])),
-                SampleFormat::S24_3Le => {
-                    self.writer.write_sample(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8)
-                }
-                SampleFormat::S24_4Le => {
-                    self.writer.write_sample(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8)
-                }
-                SampleFormat::S32Le => self.writer.write_sample(i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                SampleFormat::F32Le => self.writer.write_sample(f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            frames.chunks_exact(sample.bytes()).try_for_each(|c| match sample {
+                SampleFormat::U8 => writer.write_sample(c[0] as i8 ^ i8::MIN),
+                SampleFormat::S16Le => writer.write_sample(i16::from_le_bytes([c[0], c[1]])),
+                SampleFormat::S24_3Le => writer.write_sample(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8),
+                SampleFormat::S24_4Le => writer.write_sample(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8),
+                SampleFormat::S32Le => writer.write_sample(i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                SampleFormat::F32Le => writer.write_sample(f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
             });
         res.map_err(|source| RecordError::Write { path: self.path.clone(), source })?;
-        self.frames += (whole / self.format.frame_bytes()) as u64;
+        self.frames += (frames.len() / self.format.frame_bytes()) as u64;
         if self.last_flush.elapsed() >= Duration::from_secs(1) {
             self.writer.flush().map_err(|source| RecordError::Write { path: self.path.clone(), source })?;
             self.last_flush = Instant::now();
@@ -104,12 +130,14 @@ mod tests {
             let mut rec = WavRecorder::create(&path, format).unwrap();
             rec.write_bytes(&bytes[..7]).unwrap();
             rec.write_bytes(&bytes[format.frame_bytes()..]).unwrap();
-            let first = 7 / format.frame_bytes(); // whole frames in the first write
-            assert_eq!(rec.finish().unwrap(), (first + 49) as u64);
+            // The 7 bytes and the rest form a stream whose split points are not on frames.
+            let mut stream = bytes[..7].to_vec();
+            stream.extend_from_slice(&bytes[format.frame_bytes()..]);
+            let frames = stream.len() / format.frame_bytes();
+            assert_eq!(rec.finish().unwrap(), frames as u64);
             let file = std::fs::read(&path).unwrap();
-            let mut want = bytes[..first * format.frame_bytes()].to_vec();
-            want.extend_from_slice(&bytes[format.frame_bytes()..]);
-            assert_eq!(&file[file.len() - want.len()..], &want[..], "{sample}");
+            let want = &stream[..frames * format.frame_bytes()];
+            assert_eq!(&file[file.len() - want.len()..], want, "{sample}");
         }
     }
 

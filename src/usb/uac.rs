@@ -221,6 +221,12 @@ mod tests {
         stall_get: bool,
     }
 
+    fn setup(rt: u8, req: u8, value: u16, index: u16, len: usize) -> [u8; 8] {
+        let ([v0, v1], [i0, i1], [l0, l1]) =
+            (value.to_le_bytes(), index.to_le_bytes(), (len as u16).to_le_bytes());
+        [rt, req, v0, v1, i0, i1, l0, l1]
+    }
+
     impl ControlTransfer for Fake {
         fn control_in(
             &mut self,
@@ -234,16 +240,7 @@ mod tests {
             if self.stall_get {
                 return Err(Errno::EPIPE);
             }
-            let setup = [
-                rt,
-                req,
-                value as u8,
-                (value >> 8) as u8,
-                index as u8,
-                (index >> 8) as u8,
-                data.len() as u8,
-                (data.len() >> 8) as u8,
-            ];
+            let setup = setup(rt, req, value, index, data.len());
             let v = self.dev.control(setup, &[]).map_err(|e| Errno::from_raw(-e))?;
             data[..v.len()].copy_from_slice(&v);
             Ok(v.len())
@@ -251,16 +248,7 @@ mod tests {
 
         fn control_out(&mut self, rt: u8, req: u8, value: u16, index: u16, data: &[u8]) -> Result<(), Errno> {
             self.log.push((rt, req, value, index));
-            let setup = [
-                rt,
-                req,
-                value as u8,
-                (value >> 8) as u8,
-                index as u8,
-                (index >> 8) as u8,
-                data.len() as u8,
-                0,
-            ];
+            let setup = setup(rt, req, value, index, data.len());
             self.dev.control(setup, data).map(|_| ()).map_err(|e| Errno::from_raw(-e))
         }
     }
