@@ -37,6 +37,8 @@ pub fn virtual_device(args: &VirtualDeviceArgs) -> anyhow::Result<ExitCode> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
     }
+    let listener = usbip::bind(args.listen)?;
+    let local = listener.local_addr().unwrap_or(args.listen);
     eprintln!(
         "isoscope: serving a virtual UAC{} microphone ({} ch, {}) as bus id {} on {}",
         match cfg.uac {
@@ -46,14 +48,10 @@ pub fn virtual_device(args: &VirtualDeviceArgs) -> anyhow::Result<ExitCode> {
         cfg.channels,
         cfg.signal,
         usbip::BUSID,
-        args.listen
+        local
     );
-    eprintln!(
-        "isoscope: attach it with `sudo isoscope attach --host {}` or `sudo usbip attach -r HOST -b {}`",
-        args.listen,
-        usbip::BUSID
-    );
-    usbip::serve(args.listen, cfg, stop, |line| eprintln!("isoscope: usbip: {line}"))?;
+    eprintln!("isoscope: attach it with `sudo isoscope attach --host {local}`");
+    usbip::serve(listener, cfg, stop, |line| eprintln!("isoscope: usbip: {line}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

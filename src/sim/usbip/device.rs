@@ -95,6 +95,9 @@ pub struct VirtualDevice {
     stream: Option<Stream>,
     /// Bus (micro)frame counter for start_frame.
     frame: u32,
+    /// Rendered streams by (format, rate): SET_INTERFACE and SET_CUR answer without
+    /// rendering the signal again.
+    twins: Vec<(SampleFormat, u32, SimDevice)>,
 }
 
 impl VirtualDevice {
@@ -106,7 +109,7 @@ impl VirtualDevice {
             )));
         }
         // Render once to validate the signal (a bad WAV path fails here, not mid-stream).
-        cfg.stream_twin(ALT_FORMATS[0], RATES[0])?;
+        let first = cfg.stream_twin(ALT_FORMATS[0], RATES[0])?;
         let (device_descriptor, config_descriptor) = descriptors(&cfg);
         Ok(VirtualDevice {
             cfg,
@@ -117,6 +120,7 @@ impl VirtualDevice {
             rate: RATES[0],
             stream: None,
             frame: 0,
+            twins: vec![(ALT_FORMATS[0], RATES[0], first)],
         })
     }
 
@@ -273,9 +277,15 @@ impl VirtualDevice {
             return;
         }
         let sample = ALT_FORMATS[usize::from(alt) - 1];
-        // The configuration was validated in `new`, so a twin always builds; if it somehow
-        // did not, the stream stays off and the host sees empty packets.
-        if let Ok(twin) = self.cfg.stream_twin(sample, self.rate) {
+        let rate = self.rate;
+        if !self.twins.iter().any(|(s, r, _)| *s == sample && *r == rate) {
+            // The configuration was validated in `new`, so a twin builds; if it somehow did
+            // not, the stream stays off and the host sees empty packets.
+            if let Ok(t) = self.cfg.stream_twin(sample, rate) {
+                self.twins.push((sample, rate, t));
+            }
+        }
+        if let Some((_, _, twin)) = self.twins.iter().find(|(s, r, _)| *s == sample && *r == rate) {
             self.stream = Some(Stream {
                 table: twin.table(),
                 schedule: twin.schedule(),

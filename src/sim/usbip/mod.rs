@@ -7,4 +7,4 @@ pub mod server;
 pub mod wire;
 
 pub use device::{UacVersion, VirtualDevice, VirtualDeviceConfig};
-pub use server::{serve, ServerError, BUSID};
+pub use server::{bind, serve, ServerError, BUSID};

@@ -28,17 +28,22 @@ pub enum ServerError {
     Device(#[from] crate::sim::SimError),
 }
 
-/// Serves the virtual device on `addr` until `stop` is set. Each connection is served on
-/// its own thread; `log` receives one line per connection event.
+/// Binds the server's listening socket (so a client may connect as soon as this returns).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+    listener.set_nonblocking(true).map_err(|source| ServerError::Bind { addr, source })?;
+    Ok(listener)
+}
+
+/// Serves the virtual device on `listener` (from [`bind`]) until `stop` is set. Each
+/// connection is served on its own thread; `log` receives one line per connection event.
 pub fn serve(
-    addr: SocketAddr,
+    listener: TcpListener,
     cfg: VirtualDeviceConfig,
     stop: Arc<AtomicBool>,
     log: impl Fn(String) + Send + Sync + 'static,
 ) -> Result<(), ServerError> {
-    VirtualDevice::new(cfg.clone())?; // validate before listening
-    let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
-    listener.set_nonblocking(true).map_err(|source| ServerError::Bind { addr, source })?;
+    VirtualDevice::new(cfg.clone())?; // validate before accepting
     let log = Arc::new(log);
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
@@ -205,18 +210,11 @@ mod tests {
     use std::io::Read;
 
     fn start(cfg: VirtualDeviceConfig) -> (SocketAddr, Arc<AtomicBool>) {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = probe.local_addr().unwrap();
-        drop(probe);
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s = Arc::clone(&stop);
-        std::thread::spawn(move || serve(addr, cfg, s, |_| {}).unwrap());
-        for _ in 0..100 {
-            if TcpStream::connect(addr).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        std::thread::spawn(move || serve(listener, cfg, s, |_| {}).unwrap());
         (addr, stop)
     }
 
