@@ -236,3 +236,100 @@ fn real_time_pacing_delivers_at_the_device_rate() {
     let rate = s.frames as f64 / (s.elapsed_ns as f64 / 1e9);
     assert!((40_000.0..52_000.0).contains(&rate), "{rate} frames/s from a 48 kHz device: {s:?}");
 }
+
+/// A backend that reproduces the USB/IP teardown race: after the discard, the first URB
+/// comes back empty (the device completed it while its unlink was in flight) and the next
+/// still carries data. Every packet carries one 4-byte frame: a running counter.
+struct RacyTeardown {
+    queue: std::collections::VecDeque<isoscope::usb::urb::IsoUrb>,
+    counter: u32,
+    discarded: bool,
+    returned_after_discard: usize,
+}
+
+impl isoscope::capture::Backend for RacyTeardown {
+    fn info(&self) -> isoscope::capture::BackendInfo {
+        isoscope::capture::BackendInfo {
+            name: "racy".into(),
+            speed: isoscope::usb::Speed::High,
+            can_mmap: false,
+            simulated: true,
+        }
+    }
+    fn memory_limit(&self, app_cap_bytes: u64) -> isoscope::dma::MemoryLimit {
+        isoscope::dma::MemoryLimit { usbfs_memory_mb: Some(0), app_cap_bytes }
+    }
+    fn map_dma(&mut self, _len: usize) -> Result<isoscope::dma::Region, Errno> {
+        Err(Errno::ENOSYS)
+    }
+    fn submit(
+        &mut self,
+        urb: isoscope::usb::urb::IsoUrb,
+    ) -> Result<(), (isoscope::usb::urb::IsoUrb, isoscope::capture::BackendError)> {
+        self.queue.push_back(urb);
+        Ok(())
+    }
+    fn reap(
+        &mut self,
+        _timeout: Duration,
+    ) -> Result<Option<isoscope::usb::urb::IsoUrb>, isoscope::capture::BackendError> {
+        let Some(mut urb) = self.queue.pop_front() else { return Ok(None) };
+        let empty = self.discarded && self.returned_after_discard == 0;
+        if self.discarded {
+            self.returned_after_discard += 1;
+        }
+        let (descs, buf) = urb.device_view();
+        for (i, d) in descs.iter_mut().enumerate() {
+            if empty {
+                self.counter += 1; // the device sent this frame; it was lost with the unlink
+                d.actual_length = 0;
+            } else {
+                buf[i * 4..i * 4 + 4].copy_from_slice(&self.counter.to_le_bytes());
+                self.counter += 1;
+                d.actual_length = 4;
+            }
+            d.status = 0;
+        }
+        urb.complete(0, 0);
+        Ok(Some(urb))
+    }
+    fn discard_all(&mut self) {
+        self.discarded = true;
+    }
+    fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+    fn syscalls(&self) -> u64 {
+        0
+    }
+}
+
+#[test]
+fn a_hole_at_teardown_ends_the_stream_instead_of_leaving_a_gap_in_it() {
+    let stream = isoscope::capture::StreamConfig {
+        endpoint: 0x81,
+        format: PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 },
+        speed: isoscope::usb::Speed::High,
+        interval: 1,
+        packet_len: 4,
+    };
+    let backend =
+        RacyTeardown { queue: Default::default(), counter: 0, discarded: false, returned_after_discard: 0 };
+    let (prod, mut cons) = HeapRb::<u8>::new(1 << 20).split();
+    let cfg = CaptureConfig {
+        mode: ModeRequest::Copy,
+        packets_per_urb: Some(8),
+        urbs: Some(4),
+        ..CaptureConfig::default()
+    };
+    let (_, stats) = Capture::run_blocking(backend, stream, &cfg, vec![Sink::Bytes(prod)], 10).unwrap();
+    let mut out = vec![0u8; 1 << 20];
+    let n = cons.pop_slice(&mut out);
+    let frames: Vec<u32> =
+        out[..n].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(frames.len() as u64, stats.frames);
+    assert!(frames.len() >= 80, "ten URBs of 8 frames before the stop: {}", frames.len());
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(*f, i as u32, "the delivered stream has a gap at frame {i}");
+    }
+}

@@ -415,14 +415,26 @@ impl<B: Backend> Worker<B> {
         c.elapsed_ns.store(t0.elapsed().as_nanos() as u64, Relaxed);
     }
 
-    /// Discards what is in flight and reaps it all back; completed data is still delivered.
+    /// Discards what is in flight and reaps it all back. URBs that completed before the
+    /// discard still deliver their data, in order, until the first one that came back
+    /// cancelled or empty: after that hole nothing more is delivered, so the stream a
+    /// consumer receives ends cleanly and never has a gap in it. (With USB/IP, a URB the
+    /// device completed while its unlink was in flight can come back empty while later
+    /// ones still carry data.)
     fn teardown(&mut self) {
         self.backend.discard_all();
         let deadline = Instant::now() + TEARDOWN_WAIT;
+        let mut hole = false;
         while self.backend.in_flight() > 0 && Instant::now() < deadline {
             match self.backend.reap(Duration::from_millis(10)) {
                 Ok(Some(urb)) => {
-                    let _ = self.on_reaped(urb, false);
+                    let empty = urb.packets().all(|p| p.data.is_empty());
+                    hole |= urb.status() != 0 || empty;
+                    if hole {
+                        self.spare.push(urb);
+                    } else {
+                        let _ = self.on_reaped(urb, false);
+                    }
                 }
                 Ok(None) => {}
                 Err(_) => break,

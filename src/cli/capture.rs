@@ -180,8 +180,10 @@ fn session<B: Backend>(
         return Err(e.into());
     }
     if report.frames_mismatched.is_some_and(|m| m > 0) {
+        let (at, stream_frame) = report.first_mismatch.unwrap_or_default();
         anyhow::bail!(
-            "{} captured frames differ from what the simulated device sent",
+            "{} captured frames differ from what the device sent (the first is captured frame {at}, \
+             where the device sent its frame {stream_frame})",
             report.frames_mismatched.unwrap_or(0)
         );
     }

@@ -94,8 +94,9 @@ capture_mode() { # capture_mode NAME MODE
   mode=$(json /tmp/c.json mode_used); zc=$(json /tmp/c.json urbs_zerocopy); cp=$(json /tmp/c.json urbs_copy)
   urbs=$(json /tmp/c.json urbs); ok=$(json /tmp/c.json frames_verified); bad=$(json /tmp/c.json frames_mismatched)
   short=$(json /tmp/c.json short_packets); cpu=$(json /tmp/c.json cpu_ns); bytes=$(json /tmp/c.json bytes)
+  drops=$(json /tmp/c.json ring_drops)
   caps=$(isoscope list 2>/dev/null | grep -m1 "usbfs capabilities" | sed 's/.*: //')
-  figures="mode $mode, urbs $urbs (zero-copy $zc, copy $cp), frames verified $ok mismatched $bad, short packets $short, cpu_ns $cpu for $bytes bytes, caps [$caps], driver before $before after $after"
+  figures="mode $mode, urbs $urbs (zero-copy $zc, copy $cp), frames verified $ok mismatched $bad, ring drops $drops, short packets $short, cpu_ns $cpu for $bytes bytes, caps [$caps], driver before $before after $after"
   want_path=$([ "$2" = zerocopy ] && echo "$zc" || echo "$cp")
   if [ "$rc" = 0 ] && [ "$mode" = "$2" ] && [ "$want_path" = "$urbs" ] && [ "${urbs:-0}" -gt 0 ] && [ "$bad" = 0 ] \
      && [ "${ok:-0}" -gt 0 ] && [ "${short:-0}" -gt 0 ] && [ "$before" = snd-usb-audio ] && [ "$after" = snd-usb-audio ] \
