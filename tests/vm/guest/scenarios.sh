@@ -186,6 +186,31 @@ s7() {
   unplug
 }
 
+# 9. The stock USB/IP tools: `usbip list` sees the virtual device and `usbip attach`
+# plugs it in; isoscope then captures from it.
+s9() {
+  isoscope virtual-device --listen 127.0.0.1:3240 --signal "$SIGNAL" > /tmp/vd.log 2>&1 &
+  VD_PID=$!
+  wait_for 10 sh -c 'grep -q "serving" /tmp/vd.log'
+  listed=$(usbip list -r 127.0.0.1 2>&1 | grep -c "1-1:")
+  if ! usbip attach -r 127.0.0.1 -b 1-1 > /tmp/ua.log 2>&1; then
+    result usbip-attach FAIL "usbip attach: $(tr '\n' ' ' < /tmp/ua.log)"; kill "$VD_PID"; wait "$VD_PID" 2>/dev/null; VD_PID=""; return
+  fi
+  wait_for 20 device_dir >/dev/null && wait_driver
+  drv=$(ac_driver)
+  isoscope capture --device 1209:0001 --seconds 1 --quiet --verify-signal "$SIGNAL" --stats-json /tmp/ui.json 2>/tmp/ui.log
+  rc=$?
+  ok=$(json /tmp/ui.json frames_verified); bad=$(json /tmp/ui.json frames_mismatched)
+  usbip detach -p 0 > /dev/null 2>&1
+  kill "$VD_PID" 2>/dev/null; wait "$VD_PID" 2>/dev/null; VD_PID=""
+  if [ "$listed" -ge 1 ] && [ "$drv" = snd-usb-audio ] && [ "$rc" = 0 ] && [ "${ok:-0}" -gt 0 ] && [ "$bad" = 0 ]; then
+    result usbip-attach PASS "usbip list showed bus id 1-1; usbip attach bound $drv; isoscope verified $ok frames"
+  else
+    result usbip-attach FAIL "listed $listed, driver $drv, capture exit $rc, verified $ok, mismatched $bad: $(tail -2 /tmp/ui.log | tr '\n' ' ')"
+  fi
+  sleep 0.5
+}
+
 # 8. Zero-copy against copy on the real kernel, alternating runs; arecord on the same device.
 s8() {
   # 8 channels of S24_3 at 96 kHz: 2.3 MB/s, so the per-byte costs show above the per-wake-up ones.
@@ -222,4 +247,5 @@ want usbfs-cap && s4
 want unplug && s5
 want signals && s6
 want not-root && s7
+want usbip-attach && s9
 want bench && s8
