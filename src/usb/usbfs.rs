@@ -311,10 +311,12 @@ impl UsbfsDevice {
             };
             // SAFETY: USBDEVFS_IOCTL reads the live local struct; CONNECT takes no data.
             let connected = unsafe { self.ioctl(USBDEVFS_IOCTL, (&mut cmd as *mut usbdevfs_ioctl).cast()) };
-            if let Err(e) = connected {
-                if e != Errno::ENODEV {
-                    errors.push(self.err("USBDEVFS_IOCTL(CONNECT)", e, Some(interface)));
-                }
+            match connected {
+                // EBUSY: a driver already has the interface. snd-usb-audio binds to the control
+                // interface and claims its streaming interfaces itself, so once the control
+                // interface is connected the streaming ones answer EBUSY: the goal is reached.
+                Ok(_) | Err(Errno::ENODEV | Errno::EBUSY) => {}
+                Err(e) => errors.push(self.err("USBDEVFS_IOCTL(CONNECT)", e, Some(interface))),
             }
         }
         errors
