@@ -189,16 +189,65 @@ impl std::fmt::Display for Rates {
 /// A class-specific audio interface descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum AudioDescriptor {
-    AcHeader { uac: UacVersion, adc: u16, total_length: u16, interfaces: Vec<u8>, category: Option<u8> },
-    ClockSource { id: u8, attributes: u8, controls: u8 },
-    ClockSelector { id: u8, sources: Vec<u8> },
-    ClockMultiplier { id: u8, source: u8 },
-    InputTerminal { id: u8, terminal_type: u16, channels: u8, clock_source: Option<u8> },
-    OutputTerminal { id: u8, terminal_type: u16, source_id: u8, clock_source: Option<u8> },
-    FeatureUnit { id: u8, source_id: u8 },
-    AsGeneral { terminal_link: u8, format_tag: Option<u16>, formats: Option<u32>, channels: Option<u8> },
-    FormatTypeI { channels: Option<u8>, subslot_size: u8, bit_resolution: u8, rates: Rates },
-    Other { subtype: u8, bytes: Vec<u8> },
+    AcHeader {
+        uac: UacVersion,
+        adc: u16,
+        total_length: u16,
+        interfaces: Vec<u8>,
+        category: Option<u8>,
+    },
+    ClockSource {
+        id: u8,
+        attributes: u8,
+        controls: u8,
+        assoc_terminal: u8,
+    },
+    ClockSelector {
+        id: u8,
+        sources: Vec<u8>,
+    },
+    ClockMultiplier {
+        id: u8,
+        source: u8,
+    },
+    InputTerminal {
+        id: u8,
+        terminal_type: u16,
+        channels: u8,
+        clock_source: Option<u8>,
+    },
+    OutputTerminal {
+        id: u8,
+        terminal_type: u16,
+        source_id: u8,
+        clock_source: Option<u8>,
+    },
+    FeatureUnit {
+        id: u8,
+        source_id: u8,
+    },
+    /// UAC1: bTerminalLink, bDelay, wFormatTag. UAC2: bTerminalLink, bmControls, bFormatType,
+    /// bmFormats, bNrChannels, bmChannelConfig.
+    AsGeneral {
+        terminal_link: u8,
+        delay: Option<u8>,
+        format_tag: Option<u16>,
+        controls: Option<u8>,
+        format_type: Option<u8>,
+        formats: Option<u32>,
+        channels: Option<u8>,
+        channel_config: Option<u32>,
+    },
+    FormatTypeI {
+        channels: Option<u8>,
+        subslot_size: u8,
+        bit_resolution: u8,
+        rates: Rates,
+    },
+    Other {
+        subtype: u8,
+        bytes: Vec<u8>,
+    },
 }
 
 /// One alt setting of one interface.
@@ -216,9 +265,15 @@ pub struct InterfaceAlt {
 }
 
 impl InterfaceAlt {
-    /// The audio class version this interface speaks, if it is an audio interface.
+    /// The audio class version this interface speaks: protocol 0 is UAC1, 0x20
+    /// (IP_VERSION_02_00) UAC2. `None` for non-audio interfaces and for other protocols
+    /// (UAC3 is 0x30), whose class descriptors isoscope keeps raw instead of misreading.
     pub fn uac(&self) -> Option<UacVersion> {
-        (self.class == 1).then_some(if self.protocol == 0x20 { UacVersion::V2 } else { UacVersion::V1 })
+        match (self.class, self.protocol) {
+            (1, 0x00) => Some(UacVersion::V1),
+            (1, 0x20) => Some(UacVersion::V2),
+            _ => None,
+        }
     }
 }
 
@@ -252,8 +307,14 @@ pub struct AudioStream {
     pub channels: u16,
     pub rates: Rates,
     pub terminal_link: u8,
-    /// UAC2: the clock entity of the terminal this interface links to.
+    /// UAC2: the clock source feeding the linked terminal, found by following clock
+    /// multipliers and selectors (a selector at its first input; see [`ClockEntity`]).
     pub clock_source: Option<u8>,
+    /// UAC2: the clock entity the linked terminal names (bCSourceID): a source, selector or
+    /// multiplier.
+    pub terminal_clock: Option<u8>,
+    /// UAC2: the function's clock entities, for resolving selectors at run time.
+    pub clocks: Vec<ClockEntity>,
     /// The audio control interface of the function.
     pub ac_interface: Option<u8>,
 }
@@ -465,18 +526,21 @@ fn parse_config(
                     ));
                     continue;
                 };
-                if intf.class == 1 {
-                    let uac = intf.uac().unwrap_or(UacVersion::V1);
-                    let a = parse_audio_interface(d, offset, intf.subclass, uac)?;
-                    intf.audio.push(a);
-                } else {
-                    intf.extra.push(RawDescriptor { descriptor_type: d[1], bytes: d.to_vec() });
+                match intf.uac() {
+                    Some(uac) => {
+                        let a = parse_audio_interface(d, offset, intf.subclass, uac)?;
+                        intf.audio.push(a);
+                    }
+                    None => intf.extra.push(RawDescriptor { descriptor_type: d[1], bytes: d.to_vec() }),
                 }
             }
             0x25 => {
                 let Some(intf) = cfg.interfaces.last_mut() else { continue };
                 let v2 = intf.uac() == Some(UacVersion::V2);
-                if let (true, Some(ep)) = (intf.class == 1, intf.endpoints.last_mut()) {
+                // Only audio streaming endpoints carry EP_GENERAL in this layout (MIDI
+                // streaming's MS_GENERAL shares the subtype but not the layout).
+                let audio_streaming = intf.uac().is_some() && intf.subclass == 2;
+                if let (true, Some(ep)) = (audio_streaming, intf.endpoints.last_mut()) {
                     if d.len() >= 3 && d[2] == 0x01 {
                         let n = if v2 { 8 } else { 7 };
                         need(d, offset, "audio endpoint", n)?;
@@ -506,6 +570,13 @@ fn parse_config(
         }
     }
     for i in &cfg.interfaces {
+        if i.class == 1 && i.uac().is_none() && !i.extra.is_empty() {
+            warnings.push(format!(
+                "interface {} alt {} speaks audio class protocol {:#04x} (UAC3 is 0x30), which isoscope does not \
+                 interpret: its class-specific descriptors are kept raw",
+                i.number, i.alt, i.protocol
+            ));
+        }
         if i.endpoints.len() != usize::from(i.num_endpoints) {
             warnings.push(format!(
                 "interface {} alt {} says {} endpoints but has {}",
@@ -606,7 +677,7 @@ fn parse_audio_interface(
         }
         (1, 0x0A) if v2 => {
             need(d, offset, "clock source", 8)?;
-            AudioDescriptor::ClockSource { id: d[3], attributes: d[4], controls: d[5] }
+            AudioDescriptor::ClockSource { id: d[3], attributes: d[4], controls: d[5], assoc_terminal: d[6] }
         }
         (1, 0x0B) if v2 => {
             need(d, offset, "clock selector", 5)?;
@@ -622,18 +693,26 @@ fn parse_audio_interface(
             need(d, offset, "AS general (UAC2)", 16)?;
             AudioDescriptor::AsGeneral {
                 terminal_link: d[3],
+                delay: None,
                 format_tag: None,
+                controls: Some(d[4]),
+                format_type: Some(d[5]),
                 formats: Some(u32le(d, 6)),
                 channels: Some(d[10]),
+                channel_config: Some(u32le(d, 11)),
             }
         }
         (2, 0x01) => {
             need(d, offset, "AS general", 7)?;
             AudioDescriptor::AsGeneral {
                 terminal_link: d[3],
+                delay: Some(d[4]),
                 format_tag: Some(u16le(d, 5)),
+                controls: None,
+                format_type: None,
                 formats: None,
                 channels: None,
+                channel_config: None,
             }
         }
         (2, 0x02) if d.len() > 3 && d[3] == 1 => {
@@ -680,73 +759,167 @@ fn sample_format(subslot: u8, bits: u8, float: bool, pcm8: bool) -> Option<Sampl
     })
 }
 
+/// What an AS alt setting's AS_GENERAL and FORMAT_TYPE descriptors say.
+struct StreamFormat {
+    terminal_link: u8,
+    sample: Option<SampleFormat>,
+    channels: u16,
+    rates: Rates,
+}
+
+fn stream_format(intf: &InterfaceAlt) -> StreamFormat {
+    let (mut link, mut tag, mut formats, mut as_channels) = (0, None, None, None);
+    let (mut subslot, mut bits, mut fmt_channels, mut rates) = (0, 0, None, Rates::FromClock);
+    for a in &intf.audio {
+        match a {
+            AudioDescriptor::AsGeneral { terminal_link, format_tag, formats: f, channels, .. } => {
+                (link, tag, formats, as_channels) = (*terminal_link, *format_tag, *f, *channels);
+            }
+            AudioDescriptor::FormatTypeI { channels, subslot_size, bit_resolution, rates: r } => {
+                (subslot, bits, fmt_channels, rates) = (*subslot_size, *bit_resolution, *channels, r.clone());
+            }
+            _ => {}
+        }
+    }
+    // UAC1 wFormatTag: 1 PCM, 2 PCM8, 3 IEEE_FLOAT. UAC2 bmFormats: bit 0 PCM, 1 PCM8, 2 IEEE_FLOAT.
+    let float = tag == Some(3) || formats.is_some_and(|f| f & 0b100 != 0 && f & 1 == 0);
+    let pcm8 = tag == Some(2) || formats.is_some_and(|f| f & 0b10 != 0);
+    StreamFormat {
+        terminal_link: link,
+        sample: sample_format(subslot, bits, float, pcm8),
+        channels: u16::from(fmt_channels.or(as_channels).unwrap_or(0)),
+        rates,
+    }
+}
+
+fn interface_range(a: &InterfaceAssociation) -> std::ops::Range<u8> {
+    a.first_interface..a.first_interface.saturating_add(a.interface_count)
+}
+
+/// The audio control interface of the function `intf` belongs to: the one whose UAC1
+/// header lists it (baInterfaceNr), else the one in the same interface association, else
+/// the configuration's first.
+fn control_interface_for(cfg: &ConfigDescriptor, intf: u8) -> Option<&InterfaceAlt> {
+    let controls = || cfg.interfaces.iter().filter(|i| i.uac().is_some() && i.subclass == 1);
+    let listed = controls().find(|i| {
+        i.audio
+            .iter()
+            .any(|a| matches!(a, AudioDescriptor::AcHeader { interfaces, .. } if interfaces.contains(&intf)))
+    });
+    let iad = cfg.associations.iter().find(|a| interface_range(a).contains(&intf));
+    let associated = || iad.and_then(|a| controls().find(|i| interface_range(a).contains(&i.number)));
+    listed.or_else(associated).or_else(|| controls().next())
+}
+
+/// A UAC2 clock entity: where a terminal's sample clock comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum ClockEntity {
+    Source {
+        id: u8,
+    },
+    /// Its current input is a run-time setting (GET_CUR of the clock selector control).
+    Selector {
+        id: u8,
+        sources: Vec<u8>,
+    },
+    Multiplier {
+        id: u8,
+        source: u8,
+    },
+}
+
+impl ClockEntity {
+    pub fn id(&self) -> u8 {
+        match self {
+            ClockEntity::Source { id }
+            | ClockEntity::Selector { id, .. }
+            | ClockEntity::Multiplier { id, .. } => *id,
+        }
+    }
+}
+
+fn clock_entities(ac: &InterfaceAlt) -> Vec<ClockEntity> {
+    ac.audio
+        .iter()
+        .filter_map(|a| match a {
+            AudioDescriptor::ClockSource { id, .. } => Some(ClockEntity::Source { id: *id }),
+            AudioDescriptor::ClockSelector { id, sources } => {
+                Some(ClockEntity::Selector { id: *id, sources: sources.clone() })
+            }
+            AudioDescriptor::ClockMultiplier { id, source } => {
+                Some(ClockEntity::Multiplier { id: *id, source: *source })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Follows multipliers and selectors from `start` to a clock source, as far as the
+/// descriptors alone tell: a selector is taken at its first input (its live input is
+/// asked for by [`crate::usb::uac::find_clock_source`]). An id naming no clock entity is
+/// returned as is (the device may simply not describe its clock); a loop yields `None`.
+pub fn static_clock_source(clocks: &[ClockEntity], start: u8) -> Option<u8> {
+    let mut id = start;
+    for _ in 0..=clocks.len() {
+        id = match clocks.iter().find(|c| c.id() == id) {
+            None | Some(ClockEntity::Source { .. }) => return Some(id),
+            Some(ClockEntity::Multiplier { source, .. }) => *source,
+            Some(ClockEntity::Selector { sources, .. }) => *sources.first()?,
+        };
+    }
+    None
+}
+
+/// The bCSourceID of the terminal with id `link` in `ac`.
+fn terminal_clock(ac: &InterfaceAlt, link: u8) -> Option<u8> {
+    ac.audio.iter().find_map(|a| match a {
+        AudioDescriptor::OutputTerminal { id, clock_source, .. }
+        | AudioDescriptor::InputTerminal { id, clock_source, .. }
+            if *id == link =>
+        {
+            *clock_source
+        }
+        _ => None,
+    })
+}
+
+/// The iso IN data endpoint of an AS alt setting (not an explicit feedback endpoint).
+fn capture_endpoint(intf: &InterfaceAlt) -> Option<&Endpoint> {
+    intf.endpoints
+        .iter()
+        .find(|e| e.is_in() && e.transfer_type() == TransferType::Isochronous && e.usage_type() != "feedback")
+}
+
+fn audio_stream(cfg: &ConfigDescriptor, intf: &InterfaceAlt, uac: UacVersion, ep: &Endpoint) -> AudioStream {
+    let format = stream_format(intf);
+    let ac = control_interface_for(cfg, intf.number);
+    let clocks = ac.map(clock_entities).unwrap_or_default();
+    let terminal_clock = ac.and_then(|ac| terminal_clock(ac, format.terminal_link));
+    AudioStream {
+        interface: intf.number,
+        alt: intf.alt,
+        uac,
+        endpoint: ep.clone(),
+        sample: format.sample,
+        channels: format.channels,
+        rates: format.rates,
+        terminal_link: format.terminal_link,
+        clock_source: terminal_clock.and_then(|c| static_clock_source(&clocks, c)),
+        terminal_clock,
+        clocks,
+        ac_interface: ac.map(|a| a.number),
+    }
+}
+
 impl DeviceDescriptors {
-    /// Every audio streaming alt setting with an iso IN data endpoint.
+    /// Every UAC1/UAC2 audio streaming alt setting with an iso IN data endpoint.
     pub fn audio_streams(&self) -> Vec<AudioStream> {
         let mut out = Vec::new();
         for cfg in &self.configs {
-            let ac_of = |intf: u8| -> Option<&InterfaceAlt> {
-                let iad = cfg.associations.iter().find(|a| {
-                    (a.first_interface..a.first_interface.saturating_add(a.interface_count)).contains(&intf)
-                });
-                cfg.interfaces.iter().find(|i| {
-                    i.class == 1
-                        && i.subclass == 1
-                        && iad.is_none_or(|a| {
-                            (a.first_interface..a.first_interface.saturating_add(a.interface_count))
-                                .contains(&i.number)
-                        })
-                })
-            };
-            for intf in cfg.interfaces.iter().filter(|i| i.class == 1 && i.subclass == 2) {
-                let Some(ep) = intf.endpoints.iter().find(|e| {
-                    e.is_in()
-                        && e.transfer_type() == TransferType::Isochronous
-                        && e.usage_type() != "feedback"
-                }) else {
-                    continue;
-                };
-                let uac = intf.uac().unwrap_or(UacVersion::V1);
-                let (mut link, mut tag, mut formats, mut as_channels) = (0, None, None, None);
-                let (mut subslot, mut bits, mut fmt_channels, mut rates) = (0, 0, None, Rates::FromClock);
-                for a in &intf.audio {
-                    match a {
-                        AudioDescriptor::AsGeneral { terminal_link, format_tag, formats: f, channels } => {
-                            (link, tag, formats, as_channels) = (*terminal_link, *format_tag, *f, *channels);
-                        }
-                        AudioDescriptor::FormatTypeI { channels, subslot_size, bit_resolution, rates: r } => {
-                            (subslot, bits, fmt_channels, rates) =
-                                (*subslot_size, *bit_resolution, *channels, r.clone());
-                        }
-                        _ => {}
-                    }
+            for intf in cfg.interfaces.iter().filter(|i| i.subclass == 2) {
+                if let (Some(uac), Some(ep)) = (intf.uac(), capture_endpoint(intf)) {
+                    out.push(audio_stream(cfg, intf, uac, ep));
                 }
-                let float = tag == Some(3) || formats.is_some_and(|f| f & 0b100 != 0 && f & 1 == 0);
-                let pcm8 = tag == Some(2) || formats.is_some_and(|f| f & 0b10 != 0);
-                let ac = ac_of(intf.number);
-                let clock_source = ac.and_then(|ac| {
-                    ac.audio.iter().find_map(|a| match a {
-                        AudioDescriptor::OutputTerminal { id, clock_source, .. } if *id == link => {
-                            *clock_source
-                        }
-                        AudioDescriptor::InputTerminal { id, clock_source, .. } if *id == link => {
-                            *clock_source
-                        }
-                        _ => None,
-                    })
-                });
-                out.push(AudioStream {
-                    interface: intf.number,
-                    alt: intf.alt,
-                    uac,
-                    endpoint: ep.clone(),
-                    sample: sample_format(subslot, bits, float, pcm8),
-                    channels: u16::from(fmt_channels.or(as_channels).unwrap_or(0)),
-                    rates,
-                    terminal_link: link,
-                    clock_source,
-                    ac_interface: ac.map(|a| a.number),
-                });
             }
         }
         out
@@ -828,8 +1001,8 @@ fn render_interface(s: &mut String, i: &InterfaceAlt) {
                 category.map(|c| format!(" bCategory {c}")).unwrap_or_default(),
                 if interfaces.is_empty() { String::new() } else { format!(" baInterfaceNr {interfaces:?}") }
             ),
-            AudioDescriptor::ClockSource { id, attributes, controls } => {
-                format!("AudioControl Interface Descriptor: CLOCK_SOURCE bClockID {id} bmAttributes 0x{attributes:02x} bmControls 0x{controls:02x}")
+            AudioDescriptor::ClockSource { id, attributes, controls, assoc_terminal } => {
+                format!("AudioControl Interface Descriptor: CLOCK_SOURCE bClockID {id} bmAttributes 0x{attributes:02x} bmControls 0x{controls:02x} bAssocTerminal {assoc_terminal}")
             }
             AudioDescriptor::ClockSelector { id, sources } => {
                 format!("AudioControl Interface Descriptor: CLOCK_SELECTOR bClockID {id} sources {sources:?}")
@@ -848,11 +1021,15 @@ fn render_interface(s: &mut String, i: &InterfaceAlt) {
             AudioDescriptor::FeatureUnit { id, source_id } => {
                 format!("AudioControl Interface Descriptor: FEATURE_UNIT bUnitID {id} bSourceID {source_id}")
             }
-            AudioDescriptor::AsGeneral { terminal_link, format_tag, formats, channels } => format!(
-                "AudioStreaming Interface Descriptor: AS_GENERAL bTerminalLink {terminal_link}{}{}{}",
+            AudioDescriptor::AsGeneral { terminal_link, delay, format_tag, controls, format_type, formats, channels, channel_config } => format!(
+                "AudioStreaming Interface Descriptor: AS_GENERAL bTerminalLink {terminal_link}{}{}{}{}{}{}{}",
+                delay.map(|d| format!(" bDelay {d}")).unwrap_or_default(),
                 format_tag.map(|t| format!(" wFormatTag 0x{t:04x}")).unwrap_or_default(),
+                controls.map(|c| format!(" bmControls 0x{c:02x}")).unwrap_or_default(),
+                format_type.map(|t| format!(" bFormatType {t}")).unwrap_or_default(),
                 formats.map(|f| format!(" bmFormats 0x{f:08x}")).unwrap_or_default(),
-                channels.map(|c| format!(" bNrChannels {c}")).unwrap_or_default()
+                channels.map(|c| format!(" bNrChannels {c}")).unwrap_or_default(),
+                channel_config.map(|c| format!(" bmChannelConfig 0x{c:08x}")).unwrap_or_default()
             ),
             AudioDescriptor::FormatTypeI { channels, subslot_size, bit_resolution, rates } => format!(
                 "AudioStreaming Interface Descriptor: FORMAT_TYPE I{} bSubslotSize {subslot_size} bBitResolution {bit_resolution} {rates}",

@@ -4,7 +4,7 @@
 
 use nix::errno::Errno;
 
-use super::descriptors::{AudioStream, Rates, UacVersion};
+use super::descriptors::{AudioStream, ClockEntity, Rates, UacVersion};
 use super::ControlTransfer;
 use crate::dsp::SampleFormat;
 
@@ -16,6 +16,8 @@ const UAC2_CUR: u8 = 0x01;
 const UAC2_RANGE: u8 = 0x02;
 /// UAC1 SAMPLING_FREQ_CONTROL / UAC2 CS_SAM_FREQ_CONTROL, in wValue's high byte.
 const SAMPLING_FREQ: u16 = 0x0100;
+/// UAC2 CX_CLOCK_SELECTOR_CONTROL, in wValue's high byte (one byte: the 1-based input pin).
+const CLOCK_SELECTOR: u16 = 0x0100;
 
 /// Rates worth offering from a continuous range.
 pub const STANDARD_RATES: [u32; 13] =
@@ -41,6 +43,10 @@ pub enum UacError {
     Control { op: &'static str, errno: Errno, hint: &'static str },
     #[error("the device answered {op} with {got} bytes, expected {need}")]
     ShortReply { op: &'static str, got: usize, need: usize },
+    #[error("clock selector {selector} says its input is pin {pin}, but it has {inputs} inputs")]
+    BadSelectorPin { selector: u8, pin: u8, inputs: usize },
+    #[error("the clock entities starting at {start} form a loop or lead nowhere; no clock source found")]
+    NoClockSource { start: u8 },
 }
 
 fn control_err(op: &'static str, errno: Errno) -> UacError {
@@ -167,6 +173,48 @@ pub fn select_stream(streams: &[AudioStream], req: &StreamRequest) -> Result<(Au
     }
 }
 
+/// The UAC2 clock source feeding `stream`'s terminal right now, as Linux's
+/// `__uac_clock_find_source` finds it: multipliers are followed to their source, a selector
+/// with one input to that input, and a selector with several is asked which input it uses
+/// (GET_CUR of CX_CLOCK_SELECTOR_CONTROL). `None` when the stream names no clock.
+pub fn find_clock_source(
+    dev: &mut impl ControlTransfer,
+    stream: &AudioStream,
+) -> Result<Option<u8>, UacError> {
+    let (Some(start), Some(ac)) = (stream.terminal_clock, stream.ac_interface) else {
+        return Ok(stream.clock_source);
+    };
+    let mut id = start;
+    for _ in 0..=stream.clocks.len() {
+        id = match stream.clocks.iter().find(|c| c.id() == id) {
+            None | Some(ClockEntity::Source { .. }) => return Ok(Some(id)),
+            Some(ClockEntity::Multiplier { source, .. }) => *source,
+            Some(ClockEntity::Selector { sources, .. }) if sources.len() == 1 => sources[0],
+            Some(ClockEntity::Selector { id, sources }) => selected_input(dev, ac, *id, sources)?,
+        };
+    }
+    Err(UacError::NoClockSource { start })
+}
+
+/// The input a clock selector uses: GET_CUR returns the 1-based pin.
+fn selected_input(
+    dev: &mut impl ControlTransfer,
+    ac: u8,
+    selector: u8,
+    sources: &[u8],
+) -> Result<u8, UacError> {
+    let index = u16::from(selector) << 8 | u16::from(ac);
+    let mut pin = [0u8; 1];
+    let n = dev
+        .control_in(0xA1, UAC2_CUR, CLOCK_SELECTOR, index, &mut pin)
+        .map_err(|e| control_err("GET_CUR clock selector", e))?;
+    if n < 1 {
+        return Err(UacError::ShortReply { op: "GET_CUR clock selector", got: n, need: 1 });
+    }
+    let bad = UacError::BadSelectorPin { selector, pin: pin[0], inputs: sources.len() };
+    usize::from(pin[0]).checked_sub(1).and_then(|i| sources.get(i).copied()).ok_or(bad)
+}
+
 /// Sets the sample rate for `stream` and reads it back (UAC1: on the endpoint, if it has
 /// a sampling frequency control; UAC2: on its clock source). Returns the rate in effect;
 /// a device that cannot report it is taken at its word.
@@ -177,10 +225,10 @@ pub fn set_sample_rate(
 ) -> Result<u32, UacError> {
     match stream.uac {
         UacVersion::V1 => {
-            let has_control = stream.endpoint.audio.is_some_and(|a| a.attributes & 0x01 != 0);
-            let single = matches!(&stream.rates, Rates::Discrete(v) if v.len() == 1);
-            if !has_control && single {
-                return Ok(rate); // fixed-rate device: nothing to set
+            // As Linux's set_sample_rate_v1: without the endpoint's sampling frequency
+            // control there is nothing to set (the device runs at its one rate).
+            if stream.endpoint.audio.is_none_or(|a| a.attributes & 0x01 == 0) {
+                return Ok(rate);
             }
             let ep = u16::from(stream.endpoint.address);
             let b = rate.to_le_bytes();
@@ -193,7 +241,10 @@ pub fn set_sample_rate(
             }
         }
         UacVersion::V2 => {
-            let (Some(clock), Some(ac)) = (stream.clock_source, stream.ac_interface) else {
+            let Some(ac) = stream.ac_interface else {
+                return Ok(rate); // no control interface: the device's rate is what it is
+            };
+            let Some(clock) = find_clock_source(dev, stream)? else {
                 return Ok(rate); // no clock entity found: the device's rate is what it is
             };
             let index = u16::from(clock) << 8 | u16::from(ac);
@@ -305,6 +356,132 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("44100 Hz") && msg.contains("48000/96000 Hz"), "{msg}");
         assert_eq!(select_stream(&[], &StreamRequest::default()), Err(UacError::NoStream));
+    }
+
+    /// bmRequestType, bRequest, wValue, wIndex.
+    type Setup = (u8, u8, u16, u16);
+
+    /// A device that answers from a script of (bmRequestType, bRequest, wValue, wIndex) ->
+    /// reply bytes or errno, and records every request with its OUT data.
+    #[derive(Default)]
+    struct Scripted {
+        answers: Vec<(Setup, Result<Vec<u8>, Errno>)>,
+        log: Vec<(u8, u8, u16, u16, Vec<u8>)>,
+    }
+
+    impl Scripted {
+        fn answer(&self, key: Setup) -> Result<Vec<u8>, Errno> {
+            self.answers.iter().find(|(k, _)| *k == key).map_or(Err(Errno::EPIPE), |(_, a)| a.clone())
+        }
+    }
+
+    impl ControlTransfer for Scripted {
+        fn control_in(
+            &mut self,
+            rt: u8,
+            req: u8,
+            value: u16,
+            index: u16,
+            data: &mut [u8],
+        ) -> Result<usize, Errno> {
+            self.log.push((rt, req, value, index, Vec::new()));
+            let reply = self.answer((rt, req, value, index))?;
+            let n = reply.len().min(data.len());
+            data[..n].copy_from_slice(&reply[..n]);
+            Ok(n)
+        }
+
+        fn control_out(&mut self, rt: u8, req: u8, value: u16, index: u16, data: &[u8]) -> Result<(), Errno> {
+            self.log.push((rt, req, value, index, data.to_vec()));
+            self.answer((rt, req, value, index)).map(|_| ())
+        }
+    }
+
+    /// Interface 1 of a UAC2 function whose clock is selector 40 (inputs: clock source 41,
+    /// multiplier 43 of source 42); AC interface 0. The terminals are left out, so the
+    /// terminal's clock is filled in by hand.
+    fn selector_stream() -> AudioStream {
+        let streams = descriptors::parse(&[
+            9, 2, 97, 0, 2, 1, 0, 0x80, 50, 9, 4, 0, 0, 0, 1, 1, 0x20, 0, 9, 0x24, 1, 0, 2, 8, 41, 0, 0, 8,
+            0x24, 0x0a, 41, 3, 7, 0, 0, 8, 0x24, 0x0a, 42, 0, 5, 0, 0, 7, 0x24, 0x0c, 43, 42, 0, 0, 9, 0x24,
+            0x0b, 40, 2, 41, 43, 3, 0, 9, 4, 1, 1, 1, 1, 2, 0x20, 0, 16, 0x24, 1, 2, 0, 1, 1, 0, 0, 0, 2, 3,
+            0, 0, 0, 0, 6, 0x24, 2, 1, 3, 24, 7, 5, 0x81, 5, 0x38, 1, 1,
+        ])
+        .unwrap()
+        .audio_streams();
+        let mut s = streams[0].clone();
+        s.terminal_clock = Some(40);
+        s.clock_source = descriptors::static_clock_source(&s.clocks, 40);
+        s
+    }
+
+    #[test]
+    fn a_clock_selector_is_asked_for_its_input_before_the_rate_is_set() {
+        let s = selector_stream();
+        assert_eq!((s.clock_source, s.ac_interface), (Some(41), Some(0)));
+        let mut dev = Scripted::default();
+        // Selector 40 (wIndex 40 << 8 | AC 0) is on pin 2 = multiplier 43 -> source 42.
+        dev.answers.push(((0xA1, 0x01, 0x0100, 0x2800), Ok(vec![2])));
+        dev.answers.push(((0x21, 0x01, 0x0100, 0x2a00), Ok(vec![])));
+        dev.answers.push(((0xA1, 0x01, 0x0100, 0x2a00), Ok(44_100u32.to_le_bytes().to_vec())));
+        assert_eq!(find_clock_source(&mut dev, &s), Ok(Some(42)));
+        assert_eq!(set_sample_rate(&mut dev, &s, 44_100), Ok(44_100));
+        assert!(
+            dev.log.contains(&(0x21, 0x01, 0x0100, 0x2a00, 44_100u32.to_le_bytes().to_vec())),
+            "{:?}",
+            dev.log
+        );
+        // A pin the selector does not have is an error, not an index out of bounds.
+        dev.answers[0].1 = Ok(vec![3]);
+        assert_eq!(
+            find_clock_source(&mut dev, &s),
+            Err(UacError::BadSelectorPin { selector: 40, pin: 3, inputs: 2 })
+        );
+        dev.answers[0].1 = Ok(vec![0]);
+        assert!(find_clock_source(&mut dev, &s).is_err(), "pins count from 1");
+    }
+
+    #[test]
+    fn a_stalled_range_or_selector_request_says_the_device_stalled() {
+        let mut dev = Scripted::default();
+        let e = uac2_rates(&mut dev, 0, 41).unwrap_err();
+        assert_eq!(e, UacError::Control { op: "GET RANGE", errno: Errno::EPIPE, hint: e_hint() });
+        assert!(e.to_string().contains("the device stalled"), "{e}");
+        let e = find_clock_source(&mut dev, &selector_stream()).unwrap_err();
+        assert!(e.to_string().starts_with("GET_CUR clock selector failed: EPIPE"), "{e}");
+    }
+
+    fn e_hint() -> &'static str {
+        " (the device stalled: it does not support this request)"
+    }
+
+    #[test]
+    fn uac2_range_replies_are_read_as_subranges_and_short_ones_are_errors() {
+        let mut dev = Scripted::default();
+        let mut reply = vec![2, 0];
+        for (min, max, res) in [(44_100u32, 44_100u32, 0u32), (48_000, 96_000, 48_000)] {
+            reply.extend([min, max, res].iter().flat_map(|v| v.to_le_bytes()));
+        }
+        dev.answers.push(((0xA1, 0x02, 0x0100, 0x0300), Ok(reply)));
+        let ranges = uac2_rates(&mut dev, 0, 3).unwrap();
+        assert_eq!(rates_from_ranges(&ranges), vec![44_100, 48_000, 96_000]);
+        dev.answers[0].1 = Ok(vec![1]);
+        assert_eq!(
+            uac2_rates(&mut dev, 0, 3),
+            Err(UacError::ShortReply { op: "GET RANGE", got: 1, need: 2 })
+        );
+    }
+
+    #[test]
+    fn a_uac1_endpoint_without_the_sampling_frequency_control_is_left_alone() {
+        let (_, streams) = fake(UacVersion::V1);
+        let mut s = streams[0].clone();
+        if let Some(a) = s.endpoint.audio.as_mut() {
+            a.attributes = 0;
+        }
+        let mut dev = Scripted::default();
+        assert_eq!(set_sample_rate(&mut dev, &s, 48_000), Ok(48_000));
+        assert!(dev.log.is_empty(), "{:?}", dev.log);
     }
 
     #[test]

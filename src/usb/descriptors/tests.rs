@@ -199,3 +199,293 @@ fn errors_name_the_offset_and_what_was_expected() {
     let d = parse(&UAC1_FS[..UAC1_FS.len() - 7]).unwrap();
     assert!(d.warnings.iter().any(|w| w.contains("wTotalLength")), "{:?}", d.warnings);
 }
+
+/// The Linux USB gadget's UAC1 function (drivers/usb/gadget/function/f_uac1.c: static
+/// descriptors, `setup_descriptor()` and `f_audio_bind()`), configured through configfs as a
+/// capture-only mono microphone: p_chmask=1, p_srate=44100,48000, p_ssize=2, c_chmask=0,
+/// p_mute_present=0, p_volume_present=0 (so no feature unit and no interrupt endpoint).
+/// Entity IDs start at 1 (IT 1, OT 2), AS bTerminalLink = OT 2, wMaxPacketSize is
+/// UAC1_OUT_EP_MAX_PACKET_SIZE (200, u_uac1.h) with bInterval 4, and EP_GENERAL has the
+/// sampling frequency control bit. Device descriptor as a configfs gadget 1d6b:0104 writes
+/// it; string indices as allocated after three device strings and one configuration string.
+#[rustfmt::skip]
+const GADGET_UAC1_MIC: &[u8] = &[
+    18, 1, 0x00, 0x02, 0, 0, 0, 64, 0x6b, 0x1d, 0x04, 0x01, 0x00, 0x01, 1, 2, 3, 1,
+    9, 2, 103, 0, 2, 1, 4, 0x80, 1,
+    9, 4, 0, 0, 0, 1, 1, 0, 5,
+    9, 0x24, 0x01, 0x00, 0x01, 30, 0, 1, 1,
+    12, 0x24, 0x02, 1, 0x01, 0x02, 0, 1, 0x01, 0x00, 10, 9,
+    9, 0x24, 0x03, 2, 0x01, 0x01, 0, 1, 11,
+    9, 4, 1, 0, 0, 1, 2, 0, 16,
+    9, 4, 1, 1, 1, 1, 2, 0, 17,
+    7, 0x24, 0x01, 2, 1, 0x01, 0x00,
+    14, 0x24, 0x02, 1, 1, 2, 16, 2, 0x44, 0xac, 0x00, 0x80, 0xbb, 0x00,
+    9, 5, 0x81, 0x05, 200, 0, 4, 0, 0,
+    7, 0x25, 0x01, 0x01, 0, 0, 0,
+];
+
+/// The Linux USB gadget's UAC2 function (drivers/usb/gadget/function/f_uac2.c:
+/// `setup_descriptor()`, `setup_headers()`, `afunc_bind()`), capture-only stereo S32 at high
+/// speed: p_chmask=3, p_ssize=4, p_srate=48000, p_hs_bint=1, c_chmask=0, no mute/volume.
+/// IDs: IT 1 (wTerminalType = c_terminal_type default 0x0201), OT 2, clock source 3
+/// (internal fixed, frequency control read/write); AC wTotalLength 46; IAD of 2 interfaces.
+/// wMaxPacketSize per `get_max_bw_for_bint`: 48000 * 1.005 (fb_max 5) = 48240 Hz,
+/// ceil(48240 / 8000) = 7 frames x 2 ch x 4 bytes = 56 bytes every microframe.
+#[rustfmt::skip]
+const GADGET_UAC2_HS: &[u8] = &[
+    18, 1, 0x00, 0x02, 0xef, 0x02, 0x01, 64, 0x6b, 0x1d, 0x04, 0x01, 0x00, 0x01, 1, 2, 3, 1,
+    9, 2, 127, 0, 2, 1, 4, 0x80, 1,
+    8, 0x0b, 0, 2, 1, 0, 0x20, 5,
+    9, 4, 0, 0, 0, 1, 1, 0x20, 6,
+    9, 0x24, 0x01, 0x00, 0x02, 0x08, 46, 0, 0,
+    8, 0x24, 0x0a, 3, 0x01, 0x03, 0, 7,
+    17, 0x24, 0x02, 1, 0x01, 0x02, 0, 3, 2, 0x03, 0, 0, 0, 12, 0x03, 0x00, 11,
+    12, 0x24, 0x03, 2, 0x01, 0x01, 0, 1, 3, 0x03, 0x00, 13,
+    9, 4, 1, 0, 0, 1, 2, 0x20, 19,
+    9, 4, 1, 1, 1, 1, 2, 0x20, 20,
+    16, 0x24, 0x01, 2, 0, 1, 0x01, 0, 0, 0, 2, 0x03, 0, 0, 0, 0,
+    6, 0x24, 0x02, 1, 4, 32,
+    7, 5, 0x81, 0x05, 56, 0, 1,
+    8, 0x25, 0x01, 0, 0, 0, 0, 0,
+];
+
+/// The same UAC2 gadget function at SuperSpeed (`ss_audio_desc`): bcdUSB 3.20 and
+/// bMaxPacketSize0 9 (2^9) as the composite core writes them at SuperSpeed; the iso IN
+/// endpoint is followed by its companion (bMaxBurst 0, bmAttributes 0, wBytesPerInterval =
+/// wMaxPacketSize = 56).
+#[rustfmt::skip]
+const GADGET_UAC2_SS: &[u8] = &[
+    18, 1, 0x20, 0x03, 0xef, 0x02, 0x01, 9, 0x6b, 0x1d, 0x04, 0x01, 0x00, 0x01, 1, 2, 3, 1,
+    9, 2, 133, 0, 2, 1, 4, 0x80, 1,
+    8, 0x0b, 0, 2, 1, 0, 0x20, 5,
+    9, 4, 0, 0, 0, 1, 1, 0x20, 6,
+    9, 0x24, 0x01, 0x00, 0x02, 0x08, 46, 0, 0,
+    8, 0x24, 0x0a, 3, 0x01, 0x03, 0, 7,
+    17, 0x24, 0x02, 1, 0x01, 0x02, 0, 3, 2, 0x03, 0, 0, 0, 12, 0x03, 0x00, 11,
+    12, 0x24, 0x03, 2, 0x01, 0x01, 0, 1, 3, 0x03, 0x00, 13,
+    9, 4, 1, 0, 0, 1, 2, 0x20, 19,
+    9, 4, 1, 1, 1, 1, 2, 0x20, 20,
+    16, 0x24, 0x01, 2, 0, 1, 0x01, 0, 0, 0, 2, 0x03, 0, 0, 0, 0,
+    6, 0x24, 0x02, 1, 4, 32,
+    7, 5, 0x81, 0x05, 56, 0, 1,
+    6, 0x30, 0, 0, 56, 0,
+    8, 0x25, 0x01, 0, 0, 0, 0, 0,
+];
+
+/// Two VideoStreaming alt settings of a Minoru 3D webcam, from the byte-annotated dump in
+/// saki4510t/UVCCamera issue #23: alt 4 with 1 x 1024 bytes and alt 5 with wMaxPacketSize
+/// 0x0b00 (2 transactions of 768 bytes per microframe), both EP 0x82 async, bInterval 1.
+/// Only the configuration header wrapping them is ours (a lone configuration blob).
+#[rustfmt::skip]
+const MINORU_HIGH_BANDWIDTH: &[u8] = &[
+    9, 2, 41, 0, 1, 1, 0, 0x80, 250,
+    9, 4, 1, 4, 1, 0x0e, 2, 0, 0,
+    7, 5, 0x82, 0x05, 0x00, 0x04, 1,
+    9, 4, 1, 5, 1, 0x0e, 2, 0, 0,
+    7, 5, 0x82, 0x05, 0x00, 0x0b, 1,
+];
+
+#[test]
+fn the_uac1_gadget_microphone_offers_two_discrete_rates_mono() {
+    let d = parse(GADGET_UAC1_MIC).unwrap();
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    let s = d.audio_streams();
+    assert_eq!(s.len(), 1);
+    let s = &s[0];
+    assert_eq!((s.interface, s.alt, s.uac, s.terminal_link), (1, 1, UacVersion::V1, 2));
+    assert_eq!((s.sample, s.channels), (Some(SampleFormat::S16Le), 1));
+    assert_eq!(s.rates, Rates::Discrete(vec![44_100, 48_000]));
+    assert_eq!((s.ac_interface, s.clock_source), (Some(0), None));
+    assert_eq!(s.endpoint.bytes_per_interval(Speed::Full), 200);
+    assert_eq!(s.endpoint.interval_frames(), 8, "bInterval 4 = 2^3 (micro)frames");
+    assert_eq!(s.endpoint.audio.map(|a| a.attributes), Some(0x01));
+    let text = d.render();
+    for needle in [
+        "idVendor         0x1d6b",
+        "HEADER (V1) bcdADC 1.00 wTotalLength 30 baInterfaceNr [1]",
+        "INPUT_TERMINAL bTerminalID 1 wTerminalType 0x0201 bNrChannels 1",
+        "AS_GENERAL bTerminalLink 2 bDelay 1 wFormatTag 0x0001",
+        "bInterval                4",
+        "interface 1 alt 1: EP 0x81 IN iso async, S16_LE 1 ch, 44100/48000 Hz, 200 B/packet every 8 frames",
+    ] {
+        assert!(text.contains(needle), "'{needle}' not in\n{text}");
+    }
+}
+
+#[test]
+fn the_uac2_gadget_streams_s32_stereo_from_clock_3() {
+    let d = parse(GADGET_UAC2_HS).unwrap();
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert_eq!(d.configs[0].associations[0].interface_count, 2);
+    let s = d.audio_streams();
+    assert_eq!(s.len(), 1);
+    let s = &s[0];
+    assert_eq!(
+        (s.uac, s.sample, s.channels, s.rates.clone()),
+        (UacVersion::V2, Some(SampleFormat::S32Le), 2, Rates::FromClock)
+    );
+    assert_eq!(
+        (s.terminal_link, s.terminal_clock, s.clock_source, s.ac_interface),
+        (2, Some(3), Some(3), Some(0))
+    );
+    assert_eq!(s.endpoint.bytes_per_interval(Speed::High), 56);
+    assert_eq!(s.endpoint.interval_frames(), 1);
+    let ac = &d.configs[0].interfaces[0];
+    assert!(ac.audio.contains(&AudioDescriptor::AcHeader {
+        uac: UacVersion::V2,
+        adc: 0x0200,
+        total_length: 46,
+        interfaces: vec![],
+        category: Some(8)
+    }));
+    let as_general = d.configs[0].interfaces[2].audio[0].clone();
+    assert_eq!(
+        as_general,
+        AudioDescriptor::AsGeneral {
+            terminal_link: 2,
+            delay: None,
+            format_tag: None,
+            controls: Some(0),
+            format_type: Some(1),
+            formats: Some(1),
+            channels: Some(2),
+            channel_config: Some(3),
+        }
+    );
+    let text = d.render();
+    for needle in [
+        "bcdUSB              2.00",
+        "CLOCK_SOURCE bClockID 3 bmAttributes 0x01 bmControls 0x03 bAssocTerminal 0",
+        "OUTPUT_TERMINAL bTerminalID 2 wTerminalType 0x0101 bSourceID 1 bCSourceID 3",
+        "wMaxPacketSize     0x0038  1x 56 bytes",
+        "interface 1 alt 1: EP 0x81 IN iso async, S32_LE 2 ch, rates from the clock source, 56 B/packet every 1 frame",
+    ] {
+        assert!(text.contains(needle), "'{needle}' not in\n{text}");
+    }
+}
+
+#[test]
+fn superspeed_companion_belongs_to_the_endpoint_before_it() {
+    let d = parse(GADGET_UAC2_SS).unwrap();
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    let s = &d.audio_streams()[0];
+    assert_eq!(
+        s.endpoint.ss_companion,
+        Some(SsCompanion { max_burst: 0, attributes: 0, bytes_per_interval: 56 })
+    );
+    assert_eq!(s.endpoint.bytes_per_interval(Speed::Super), 56);
+    assert_eq!(
+        s.endpoint.audio.map(|a| a.attributes),
+        Some(0),
+        "EP_GENERAL after the companion still attaches"
+    );
+    assert!(d.render().contains("SuperSpeed Companion: bMaxBurst 0 bmAttributes 0x00 wBytesPerInterval 56"));
+}
+
+#[test]
+fn high_bandwidth_webcam_endpoint_moves_two_transactions_per_microframe() {
+    let d = parse(MINORU_HIGH_BANDWIDTH).unwrap();
+    assert!(d.device.is_none());
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    let alts = &d.configs[0].interfaces;
+    let (a4, a5) = (&alts[0].endpoints[0], &alts[1].endpoints[0]);
+    assert_eq!((a4.bytes_per_interval(Speed::High), a5.bytes_per_interval(Speed::High)), (1024, 1536));
+    assert_eq!(a5.bytes_per_interval(Speed::Full), 768, "no extra transactions below high speed");
+    assert!(d.audio_streams().is_empty(), "video is not audio");
+    let text = d.render();
+    assert!(text.contains("wMaxPacketSize     0x0b00  2x 768 bytes"), "{text}");
+}
+
+/// A UAC2 function whose terminal names a clock selector (ID 40) choosing between an
+/// internal clock (41) and an S/PDIF clock (42) through a multiplier (43): the shape of
+/// Focusrite and RME interfaces, where SET_CUR on the selector itself stalls. Synthetic.
+#[rustfmt::skip]
+const UAC2_CLOCK_SELECTOR: &[u8] = &[
+    9, 2, 134, 0, 2, 1, 0, 0x80, 50,
+    8, 0x0b, 0, 2, 1, 0, 0x20, 0,
+    9, 4, 0, 0, 0, 1, 1, 0x20, 0,
+    9, 0x24, 0x01, 0x00, 0x02, 0x08, 70, 0, 0,
+    8, 0x24, 0x0a, 41, 0x03, 0x07, 0, 0,
+    8, 0x24, 0x0a, 42, 0x00, 0x05, 0, 0,
+    7, 0x24, 0x0c, 43, 42, 0x00, 0,
+    9, 0x24, 0x0b, 40, 2, 41, 43, 0x03, 0,
+    17, 0x24, 0x02, 1, 0x01, 0x02, 0, 40, 2, 0x03, 0, 0, 0, 0, 0, 0, 0,
+    12, 0x24, 0x03, 2, 0x01, 0x01, 0, 1, 40, 0, 0, 0,
+    9, 4, 1, 1, 1, 1, 2, 0x20, 0,
+    16, 0x24, 0x01, 2, 0, 1, 0x01, 0, 0, 0, 2, 0x03, 0, 0, 0, 0,
+    6, 0x24, 0x02, 1, 3, 24,
+    7, 5, 0x81, 0x05, 0x38, 0x01, 1,
+];
+
+#[test]
+fn a_clock_selector_is_followed_to_a_source_not_taken_for_one() {
+    let d = parse(UAC2_CLOCK_SELECTOR).unwrap();
+    let s = &d.audio_streams()[0];
+    assert_eq!((s.terminal_clock, s.clock_source), (Some(40), Some(41)), "selector 40, first input 41");
+    assert_eq!(static_clock_source(&s.clocks, 43), Some(42), "a multiplier leads to its source");
+    assert_eq!(static_clock_source(&s.clocks, 99), Some(99), "an undescribed id is taken as is");
+    let looped = [ClockEntity::Multiplier { id: 1, source: 2 }, ClockEntity::Multiplier { id: 2, source: 1 }];
+    assert_eq!(static_clock_source(&looped, 1), None);
+    assert!(d.render().contains("CLOCK_SELECTOR bClockID 40 sources [41, 43]"));
+}
+
+#[test]
+fn uac3_and_midi_class_descriptors_are_kept_not_misread() {
+    // USB MIDI 1.0 spec appendix B.4: MS interface, MS header, bulk OUT endpoint and its
+    // 5-byte class endpoint descriptor (MS_GENERAL, subtype 1 like EP_GENERAL).
+    #[rustfmt::skip]
+    let midi: &[u8] = &[
+        9, 2, 39, 0, 1, 1, 0, 0x80, 50,
+        9, 4, 1, 0, 1, 1, 3, 0, 0,
+        7, 0x24, 0x01, 0x00, 0x01, 14, 0,
+        9, 5, 0x01, 0x02, 64, 0, 0, 0, 0,
+        5, 0x25, 0x01, 1, 1,
+    ];
+    let d = parse(midi).unwrap();
+    assert_eq!(d.configs[0].interfaces[0].extra.len(), 1, "MS_GENERAL kept raw");
+    // A UAC3 (protocol 0x30) AS interface with a 23-byte AS header: not a UAC1 layout.
+    #[rustfmt::skip]
+    let uac3: &[u8] = &[
+        9, 2, 57, 0, 1, 1, 0, 0x80, 50,
+        9, 4, 1, 1, 1, 1, 2, 0x30, 0,
+        23, 0x24, 0x01, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        9, 5, 0x81, 0x05, 0x60, 0, 4, 0, 0,
+        7, 0x25, 0x01, 0, 0, 0, 0,
+    ];
+    let d = parse(uac3).unwrap();
+    assert!(d.audio_streams().is_empty());
+    assert_eq!(d.configs[0].interfaces[0].extra.len(), 2);
+    assert!(d.warnings.iter().any(|w| w.contains("protocol 0x30")), "{:?}", d.warnings);
+}
+
+#[test]
+fn a_uac1_stream_belongs_to_the_control_interface_that_lists_it() {
+    // Two UAC1 functions without interface associations: AC 0 lists AS 1, AC 2 lists AS 3.
+    #[rustfmt::skip]
+    let two: &[u8] = &[
+        9, 2, 110, 0, 4, 1, 0, 0x80, 50,
+        9, 4, 0, 0, 0, 1, 1, 0, 0,
+        9, 0x24, 0x01, 0x00, 0x01, 9, 0, 1, 1,
+        9, 4, 1, 1, 1, 1, 2, 0, 0,
+        11, 0x24, 0x02, 1, 1, 2, 16, 1, 0x80, 0xbb, 0x00,
+        9, 5, 0x81, 0x05, 0x60, 0, 1, 0, 0,
+        9, 4, 2, 0, 0, 1, 1, 0, 0,
+        9, 0x24, 0x01, 0x00, 0x01, 9, 0, 1, 3,
+        9, 4, 3, 1, 1, 1, 2, 0, 0,
+        9, 5, 0x82, 0x05, 0x60, 0, 1, 0, 0,
+    ];
+    let s = parse(two).unwrap().audio_streams();
+    let ac: Vec<_> = s.iter().map(|s| (s.interface, s.ac_interface)).collect();
+    assert_eq!(ac, [(1, Some(0)), (3, Some(2))]);
+}
+
+#[test]
+fn every_prefix_of_the_captured_tables_parses_or_fails_cleanly() {
+    for table in [GADGET_UAC1_MIC, GADGET_UAC2_HS, GADGET_UAC2_SS, MINORU_HIGH_BANDWIDTH, UAC2_CLOCK_SELECTOR]
+    {
+        assert!(parse(table).is_ok());
+        for cut in 0..table.len() {
+            let _ = parse(&table[..cut]).map(|d| (d.audio_streams(), d.render()));
+        }
+    }
+}
