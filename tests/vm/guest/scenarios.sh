@@ -62,6 +62,53 @@ json() { # json FILE KEY -> the value of a top-level number/string field
 
 echo "vm-guest: kernel $(uname -r), usbfs_memory_mb $(cat /sys/module/usbcore/parameters/usbfs_memory_mb)"
 
+# kernel: every module of /modules.list is loaded, vhci-hcd's controllers are there,
+# usbfs_memory_mb reads a number, and devtmpfs gives /dev/bus/usb.
+s_kernel() {
+  problems=""
+  missing=""
+  while read -r m; do
+    name=$(basename "$m" .ko | tr - _)
+    grep -q "^$name " /proc/modules || missing="$missing $name"
+  done < /modules.list
+  [ -z "$missing" ] || problems="$problems modules not loaded:$missing;"
+  nmod=$(wc -l < /modules.list)
+  [ -d /sys/devices/platform/vhci_hcd.0 ] || problems="$problems no /sys/devices/platform/vhci_hcd.0;"
+  nhcd=$(find /sys/devices/platform -maxdepth 1 -name 'vhci_hcd.*' | wc -l)
+  mb=$(cat /sys/module/usbcore/parameters/usbfs_memory_mb 2>/dev/null)
+  case "$mb" in '' | *[!0-9]*) problems="$problems usbfs_memory_mb reads '$mb';" ;; esac
+  if [ -d /dev/bus/usb ]; then
+    echo "vm-guest: ls -R /dev/bus/usb"
+    ls -R /dev/bus/usb
+    nodes=$(find /dev/bus/usb -type c | wc -l)
+  else
+    problems="$problems no /dev/bus/usb;"
+    nodes=0
+  fi
+  figures="kernel $(uname -r), $nmod modules loaded, $nhcd vhci_hcd controllers, usbfs_memory_mb $mb, /dev/bus/usb has $nodes device nodes (root hubs)"
+  if [ -z "$problems" ]; then
+    result kernel PASS "$figures"
+  else
+    result kernel FAIL "$problems $figures"
+  fi
+}
+
+# isoscope-runs: the release binary and its libraries work in the guest, and a simulated
+# capture verifies frame by frame.
+s_isoscope_runs() {
+  version=$(isoscope --version 2>&1); vrc=$?
+  rm -f /tmp/s.json
+  isoscope capture --device sim --seconds 1 --stats-json /tmp/s.json --quiet 2>/tmp/sim.log; rc=$?
+  ok=$(json /tmp/s.json frames_verified); bad=$(json /tmp/s.json frames_mismatched)
+  mode=$(json /tmp/s.json mode_used); urbs=$(json /tmp/s.json urbs)
+  figures="'$version', sim capture: mode $mode, urbs $urbs, frames verified $ok mismatched $bad"
+  if [ "$vrc" = 0 ] && [ "$rc" = 0 ] && grep -q '"frames_mismatched": 0' /tmp/s.json && [ "${ok:-0}" -gt 0 ]; then
+    result isoscope-runs PASS "$figures"
+  else
+    result isoscope-runs FAIL "version exit $vrc, capture exit $rc: $figures; $(tail -3 /tmp/sim.log | tr '\n' ' ')"
+  fi
+}
+
 # 1. snd-usb-audio binds to the virtual device and arecord gets exactly what it sent.
 s1() {
   plug --signal "$SIGNAL" || { result snd-usb-audio-arecord FAIL "could not plug the device"; return; }
@@ -117,7 +164,9 @@ s4() {
   # S24_3 stereo at high speed: 78-byte packets; 83 URBs x 128 packets: the zero-copy pool
   # (84 slots mapped) is over 1 MiB, copy mode's 83 bounce buffers are not.
   opts="--device 1209:0001 --format s24 --rate 48000 --packets 128 --urbs 83 --seconds 2 --quiet"
+  # shellcheck disable=SC2086 # $opts is a list of words on purpose
   isoscope capture $opts --mode zerocopy 2>/tmp/z.log; zrc=$?
+  # shellcheck disable=SC2086
   isoscope capture $opts --mode auto --stats-json /tmp/a.json 2>/tmp/a.log; arc=$?
   echo "$old" > /sys/module/usbcore/parameters/usbfs_memory_mb
   zmsg=$(grep "error" /tmp/z.log | head -1)
@@ -169,7 +218,11 @@ s6() {
     notes="$notes SIG$sig: exit $rc, $frames frames, driver $drv;"
     if [ "$rc" != 0 ] || [ "${frames:-0}" -le 0 ] || [ "$drv" != snd-usb-audio ] || ! echo "$wavcheck" | grep -q "\"verified\":$frames,"; then ok=0; fi
   done
-  [ $ok = 1 ] && result signals PASS "$notes" || result signals FAIL "$notes $(tail -2 /tmp/s.log | tr '\n' ' ')"
+  if [ $ok = 1 ]; then
+    result signals PASS "$notes"
+  else
+    result signals FAIL "$notes $(tail -2 /tmp/s.log | tr '\n' ' ')"
+  fi
   unplug
 }
 
@@ -181,7 +234,7 @@ s7() {
   if [ "$rc" != 0 ] && echo "$msg" | grep -q "60-isoscope.rules" && echo "$msg" | grep -q "udevadm"; then
     result not-root PASS "$(echo "$msg" | cut -c1-200)"
   else
-    result not-root FAIL "exit $rc: $(cat /tmp/p.log | tr '\n' ' ')"
+    result not-root FAIL "exit $rc: $(tr '\n' ' ' < /tmp/p.log)"
   fi
   unplug
 }
@@ -240,6 +293,10 @@ s8() {
 # The host names the scenarios to run on the kernel command line.
 only=$(sed -n 's/.*isoscope\.scenarios=\([^ ]*\).*/\1/p' /proc/cmdline)
 want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+# One line per scenario, in the order of `expected` in tests/vm/run.
+want kernel && s_kernel
+want isoscope-runs && s_isoscope_runs
+# USB/IP scenarios: each plugs `isoscope virtual-device` in through vhci-hcd (see plug).
 want snd-usb-audio-arecord && s1
 want capture-zerocopy && capture_mode capture-zerocopy zerocopy
 want capture-copy && capture_mode capture-copy copy
