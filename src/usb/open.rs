@@ -44,8 +44,12 @@ pub fn open_capture(info: &UsbDeviceInfo, req: &StreamRequest) -> Result<UsbCapt
 
     // UAC2 rates live in the clock source: claim the control interface and ask it.
     for s in streams.iter_mut().filter(|s| s.uac == UacVersion::V2 && s.rates == Rates::FromClock) {
-        if let (Some(ac), Some(clock)) = (s.ac_interface, s.clock_source) {
+        if let Some(ac) = s.ac_interface {
             dev.claim_detaching(ac)?;
+            // Behind a clock selector the source in use is only known by asking the device.
+            let Some(clock) = uac::find_clock_source(&mut dev, s).map_err(uac_err)? else {
+                continue;
+            };
             let ranges = uac::uac2_rates(&mut dev, ac, clock).map_err(uac_err)?;
             s.rates = Rates::Discrete(uac::rates_from_ranges(&ranges));
         }
