@@ -47,6 +47,12 @@ use crate::dsp::PcmFormat;
 
 /// How often the worker looks at ring 1.
 const WORKER_TICK: Duration = Duration::from_micros(500);
+/// Weight of one new latency sample in the learned latency-minus-fill offset (about a
+/// 1000-sample, i.e. a few seconds', average).
+const BIAS_TICK_WEIGHT: f64 = 0.001;
+/// How far over the target (at least; half the target if more) the latency may get before
+/// the worker drops device frames to resync.
+const RESYNC_EXCESS_S: f64 = 0.010;
 /// Input frames the resampler takes per call.
 const CHUNK_FRAMES: usize = 64;
 
@@ -336,6 +342,8 @@ impl Monitor {
             epoch,
             out_rate: f64::from(out_rate),
             nominal_ratio,
+            bias_s: None,
+            skip_in: 0,
             pushed: 0,
             consumed: 0,
             seen: 0,
@@ -544,8 +552,7 @@ impl Callback {
         // Latency of the marked frames this buffer plays.
         let end = self.played + got_frames;
         let base_ns = play_at.saturating_duration_since(self.epoch).as_nanos() as u64;
-        loop {
-            let Some(m) = self.pending_mark.take().or_else(|| self.marks.try_pop()) else { break };
+        while let Some(m) = self.pending_mark.take().or_else(|| self.marks.try_pop()) {
             if m.out_frame >= end {
                 self.pending_mark = Some(m);
                 break;
@@ -591,6 +598,10 @@ struct Worker {
     consumed: u64,
     /// Device frames seen in ring 1 (taken or still there).
     seen: u64,
+    /// Device frames still to drop to resync after a stall.
+    skip_in: u64,
+    /// Measured latency minus the ring's fill, smoothed (None before the first measurement).
+    bias_s: Option<f64>,
     /// Middle frames of batches seen but not yet resampled, with when they were seen.
     pending: std::collections::VecDeque<(u64, u64)>,
     controls: Receiver<Control>,
@@ -602,6 +613,7 @@ impl Worker {
         let cpu0 = thread_cpu_ns();
         let mut last = Instant::now();
         let mut underruns_seen = 0;
+        let mut latencies_seen = 0;
         let shared = Arc::clone(&self.shared);
         let c = &shared.counters;
         while !self.shared.stop.load(Relaxed) {
@@ -626,6 +638,12 @@ impl Worker {
                 self.shared.primed.store(true, Relaxed);
             }
             if self.shared.primed.load(Relaxed) {
+                if self.skip_in > 0 {
+                    let n = (self.input.occupied_len() / self.in_ch).min(self.skip_in as usize);
+                    self.input.skip(n * self.in_ch);
+                    self.consumed += n as u64;
+                    self.skip_in -= n as u64;
+                }
                 while self.input.occupied_len() >= CHUNK_FRAMES * self.in_ch {
                     self.process_chunk();
                 }
@@ -640,8 +658,29 @@ impl Worker {
                         self.drift.reset_measurement();
                     }
                 }
-                self.drift.set_target(self.ring_target_s());
-                let rel = self.drift.update(buffered, now.duration_since(last).as_secs_f64());
+                // The controlled value is the latency itself: the ring's fill plus what the
+                // callback measures on top of it (the card's delay, the resampler's, the wait
+                // in ring 1), learned slowly so the saw-tooth of bursts averages out.
+                let latencies = c.latency.count();
+                if latencies != latencies_seen {
+                    latencies_seen = latencies;
+                    let sample = c.latency.last_ns() as f64 / 1e9 - buffered;
+                    self.bias_s = Some(match self.bias_s {
+                        None => sample,
+                        Some(b) => b + (sample - b) * (BIAS_TICK_WEIGHT),
+                    });
+                }
+                let bias = self.bias_s.unwrap_or(self.target_s - self.ring_target_s());
+                let excess = buffered + bias - self.target_s;
+                if self.skip_in == 0 && excess > RESYNC_EXCESS_S.max(self.target_s / 2.0) {
+                    // Far over the target (the system stalled us, then delivered a backlog):
+                    // drop device frames to get back at once, rather than at 1000 ppm for a minute.
+                    self.skip_in = (excess * self.out_rate / self.nominal_ratio) as u64;
+                    c.overruns.fetch_add(1, Relaxed);
+                    c.overrun_frames.fetch_add(self.skip_in, Relaxed);
+                    self.drift.reset_measurement();
+                }
+                let rel = self.drift.update(buffered + bias, now.duration_since(last).as_secs_f64());
                 // Within the 1 % the resampler was built for, by construction of the bound.
                 let _ = self.resampler.set_resample_ratio_relative(rel, true);
                 let ratio = self.nominal_ratio * rel;

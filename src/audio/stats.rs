@@ -72,6 +72,11 @@ impl LatencyHistogram {
         self.max_ns.store(0, Relaxed);
     }
 
+    /// The most recent sample, ns (0 before any).
+    pub fn last_ns(&self) -> u64 {
+        self.last_ns.load(Relaxed)
+    }
+
     fn last_ms(&self) -> Option<f64> {
         (self.count() > 0).then(|| self.last_ns.load(Relaxed) as f64 / 1e6)
     }
@@ -90,8 +95,8 @@ pub struct MonitorCounters {
     pub underruns: AtomicU64,
     /// Frames of silence those underruns played.
     pub underrun_frames: AtomicU64,
-    /// Times the worker could not push resampled frames (output ring full, or far over
-    /// the target after a stall) and dropped them.
+    /// Times frames were dropped: the output ring was full, or the latency was far over
+    /// the target after a stall and the worker dropped device frames to resync.
     pub overruns: AtomicU64,
     pub overrun_frames: AtomicU64,
     /// Device frames taken from the capture ring.

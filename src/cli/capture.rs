@@ -57,10 +57,10 @@ struct Report<'a> {
 }
 
 /// What the consumer thread did with the ring's bytes.
-struct Drained {
-    wav_frames: Option<u64>,
-    verifier: Option<Verifier>,
-    wav_error: Option<anyhow::Error>,
+pub(super) struct Drained {
+    pub(super) wav_frames: Option<u64>,
+    pub(super) verifier: Option<Verifier>,
+    pub(super) wav_error: Option<anyhow::Error>,
 }
 
 pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
@@ -190,7 +190,7 @@ fn session<B: Backend>(
     Ok(ExitCode::SUCCESS)
 }
 
-fn spawn_consumer(
+pub(super) fn spawn_consumer(
     mut cons: HeapCons<u8>,
     mut wav: Option<WavRecorder>,
     mut verifier: Option<Verifier>,
@@ -235,7 +235,7 @@ fn spawn_consumer(
         .context("cannot start the recording thread")
 }
 
-fn print_banner(info: &CaptureInfo) {
+pub(super) fn print_banner(info: &CaptureInfo) {
     eprintln!(
         "isoscope: capturing {} from {}{}",
         info.stream.format,
