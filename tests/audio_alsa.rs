@@ -183,3 +183,33 @@ fn a_500_ppm_fast_device_holds_the_latency_for_60_s_without_underrun() {
     assert!(p99 <= 26.0, "p99 latency {p99} ms");
     assert!((stats.correction_ppm + 500.0).abs() < 100.0, "correction {} ppm", stats.correction_ppm);
 }
+
+/// `isoscope monitor` with ALSA configured to a sound card that does not exist.
+fn monitor_without_sound_card(extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nocard.conf");
+    std::fs::write(&conf, "pcm.!default { type plug slave.pcm \"hw:99,0\" }\n").unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_isoscope"))
+        .args(["monitor", "--device", "sim", "--seconds", "0.3", "--quiet"])
+        .args(extra)
+        .env("ALSA_CONFIG_PATH", &conf)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn without_a_sound_card_monitoring_fails_clearly_but_recording_goes_on() {
+    let out = monitor_without_sound_card(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no sound card") && err.contains("recording work without one"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("r.wav");
+    let out = monitor_without_sound_card(&["--wav", wav.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: no sound card") && err.contains("Recording without monitoring"), "{err}");
+    assert!(hound::WavReader::open(&wav).unwrap().duration() > 0);
+}

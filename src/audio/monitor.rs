@@ -672,7 +672,9 @@ impl Worker {
                 }
                 let bias = self.bias_s.unwrap_or(self.target_s - self.ring_target_s());
                 let excess = buffered + bias - self.target_s;
-                if self.skip_in == 0 && excess > RESYNC_EXCESS_S.max(self.target_s / 2.0) {
+                // Not in the first second: the learned offset is still settling then.
+                let warm = started.elapsed() > Duration::from_secs(1);
+                if warm && self.skip_in == 0 && excess > RESYNC_EXCESS_S.max(self.target_s / 2.0) {
                     // Far over the target (the system stalled us, then delivered a backlog):
                     // drop device frames to get back at once, rather than at 1000 ppm for a minute.
                     self.skip_in = (excess * self.out_rate / self.nominal_ratio) as u64;

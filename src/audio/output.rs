@@ -46,7 +46,9 @@ impl OutputError {
             }
             K::HostUnavailable => OutputError::NoSoundCard { detail: e.to_string() },
             K::DeviceNotAvailable => OutputError::NoSoundCard {
-                detail: format!("audio output '{device}' is not available ({e}); is there a /dev/snd?"),
+                detail: format!(
+                    "ALSA cannot open audio output '{device}' ({e}), so there may be no /dev/snd here"
+                ),
             },
             _ => OutputError::Other { device, detail: e.to_string() },
         }

@@ -13,7 +13,7 @@ use isoscope::capture::{
     Backend, Capture, CaptureConfig, CaptureError, CaptureInfo, Sink, StatsSnapshot, StreamConfig,
 };
 use isoscope::dma::TransferPath;
-use isoscope::record::WavRecorder;
+use isoscope::record::{WavRecorder, WavSamples};
 use isoscope::sim::Verifier;
 use ringbuf::traits::{Consumer, Observer, Split};
 use ringbuf::{HeapCons, HeapRb};
@@ -105,7 +105,10 @@ fn session<B: Backend>(
 ) -> anyhow::Result<ExitCode> {
     let format = stream.format;
     let wav = match &args.wav {
-        Some(path) => Some(WavRecorder::create(path, format)?),
+        Some(path) => {
+            let samples = if args.wav_float { WavSamples::Float } else { WavSamples::Native };
+            Some(WavRecorder::create_as(path, format, samples)?)
+        }
         None => None,
     };
     // Two seconds of audio: the consumer only has to keep up on average.

@@ -259,6 +259,9 @@ pub struct CaptureArgs {
     /// Record to this WAV file in the device's native format.
     #[arg(long)]
     pub wav: Option<PathBuf>,
+    /// Write the --wav recording as 32-bit float instead of the native format.
+    #[arg(long, requires = "wav")]
+    pub wav_float: bool,
     /// Write the final statistics as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
