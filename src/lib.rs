@@ -6,6 +6,7 @@
 //! thread: reap, walk packets, copy valid bytes) -> [`dsp`] (decode) -> lock-free rings to
 //! consumers. [`sim`] provides devices without hardware.
 
+pub mod audio;
 pub mod capture;
 pub mod dma;
 pub mod dsp;

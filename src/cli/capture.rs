@@ -13,7 +13,7 @@ use isoscope::capture::{
     Backend, Capture, CaptureConfig, CaptureError, CaptureInfo, Sink, StatsSnapshot, StreamConfig,
 };
 use isoscope::dma::TransferPath;
-use isoscope::record::WavRecorder;
+use isoscope::record::{WavRecorder, WavSamples};
 use isoscope::sim::Verifier;
 use ringbuf::traits::{Consumer, Observer, Split};
 use ringbuf::{HeapCons, HeapRb};
@@ -57,10 +57,10 @@ struct Report<'a> {
 }
 
 /// What the consumer thread did with the ring's bytes.
-struct Drained {
-    wav_frames: Option<u64>,
-    verifier: Option<Verifier>,
-    wav_error: Option<anyhow::Error>,
+pub(super) struct Drained {
+    pub(super) wav_frames: Option<u64>,
+    pub(super) verifier: Option<Verifier>,
+    pub(super) wav_error: Option<anyhow::Error>,
 }
 
 pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
@@ -105,7 +105,10 @@ fn session<B: Backend>(
 ) -> anyhow::Result<ExitCode> {
     let format = stream.format;
     let wav = match &args.wav {
-        Some(path) => Some(WavRecorder::create(path, format)?),
+        Some(path) => {
+            let samples = if args.wav_float { WavSamples::Float } else { WavSamples::Native };
+            Some(WavRecorder::create_as(path, format, samples)?)
+        }
         None => None,
     };
     // Two seconds of audio: the consumer only has to keep up on average.
@@ -190,7 +193,7 @@ fn session<B: Backend>(
     Ok(ExitCode::SUCCESS)
 }
 
-fn spawn_consumer(
+pub(super) fn spawn_consumer(
     mut cons: HeapCons<u8>,
     mut wav: Option<WavRecorder>,
     mut verifier: Option<Verifier>,
@@ -235,7 +238,7 @@ fn spawn_consumer(
         .context("cannot start the recording thread")
 }
 
-fn print_banner(info: &CaptureInfo) {
+pub(super) fn print_banner(info: &CaptureInfo) {
     eprintln!(
         "isoscope: capturing {} from {}{}",
         info.stream.format,

@@ -120,6 +120,7 @@ fn open_sim(args: &DeviceArgs, signal: Signal) -> anyhow::Result<OpenedDevice> {
         realtime: !args.sim_unpaced,
         usbfs_memory_mb: args.sim_usbfs_mb,
         seed: args.sim_seed,
+        clock_ppm: args.sim_clock_ppm,
         ..SimConfig::default()
     };
     let device = SimDevice::new(cfg).context("cannot set up the simulated device")?;

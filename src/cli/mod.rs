@@ -4,6 +4,7 @@ mod bench;
 mod capture;
 mod device;
 mod inspect;
+mod monitor;
 mod usbip;
 
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ pub enum Command {
     Attach(AttachArgs),
     /// Unplug the device on a vhci-hcd port (needs root).
     Detach(DetachArgs),
+    /// Play a device live on a sound card (resampled, drift-compensated) and report the
+    /// latency, underruns, overruns and the resampling ratio.
+    Monitor(MonitorArgs),
     /// Zero-copy against copy mode on one device: alternating runs, CPU per MiB, syscalls.
     Bench(BenchArgs),
     /// Check that a WAV recording is an unbroken, bit-exact run of a test signal
@@ -187,6 +191,59 @@ pub struct DeviceArgs {
     /// Simulated device: seed of the fault schedule.
     #[arg(long, default_value_t = 1, help_heading = "Simulated device")]
     pub sim_seed: u64,
+    /// Simulated device: its clock's offset in ppm (+500: 500 ppm fast), to see drift
+    /// compensation at work.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, help_heading = "Simulated device")]
+    pub sim_clock_ppm: f64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The sound card output: an ALSA PCM name or a unique part of its description
+    /// (`--list-outputs`). Default: ALSA's default output.
+    #[arg(long)]
+    pub output: Option<String>,
+    /// List the outputs and exit.
+    #[arg(long)]
+    pub list_outputs: bool,
+    /// The latency to hold from URB completion to playback, ms.
+    #[arg(long, default_value_t = 20.0)]
+    pub latency_ms: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Write the final statistics as JSON to this file.
+    #[arg(long)]
+    pub stats_json: Option<PathBuf>,
+    /// Linear gain (1.0: unchanged; 0 to 8).
+    #[arg(long, default_value_t = 1.0)]
+    pub volume: f32,
+    /// Start muted.
+    #[arg(long)]
+    pub mute: bool,
+    /// Which device channel plays on each output, 0-based: "0,1", "0,0" (channel 0 to both
+    /// ears), "2,3", "0,-" ('-' is silence). Default: mono to both, else 0,1.
+    #[arg(long)]
+    pub channel_map: Option<String>,
+    /// The output's sample rate (default: the device's, if the output offers it).
+    #[arg(long)]
+    pub output_rate: Option<u32>,
+    /// Pace playback by the host clock instead of the sound card: for ALSA outputs that
+    /// take frames as fast as they come (`null`, `file`), in tests and benchmarks.
+    #[arg(long)]
+    pub pace_host_clock: bool,
+    /// Also record to this WAV file in the device's native format. With a recording, a
+    /// missing or busy sound card is a warning and the capture goes on.
+    #[arg(long)]
+    pub wav: Option<PathBuf>,
+    /// auto: zero-copy if possible, else copy mode; zerocopy: or fail; copy.
+    #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
+    pub mode: ModeRequest,
+    /// Print no live status line.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -202,6 +259,9 @@ pub struct CaptureArgs {
     /// Record to this WAV file in the device's native format.
     #[arg(long)]
     pub wav: Option<PathBuf>,
+    /// Write the --wav recording as 32-bit float instead of the native format.
+    #[arg(long, requires = "wav")]
+    pub wav_float: bool,
     /// Write the final statistics as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
@@ -242,6 +302,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::Detach(a)) => usbip::detach(&a),
         Some(Command::VerifyWav(a)) => verify_wav(&a),
         Some(Command::Bench(a)) => bench::run(&a),
+        Some(Command::Monitor(a)) => monitor::run(&a),
         None => capture::run(&args.capture),
     }
 }

@@ -1,5 +1,6 @@
 //! A WAV writer fed with the raw bytes the engine delivers (whole frames in the device's
-//! format), so a recording is bit-exact with what the device sent. The header is brought
+//! format): by default in that native format, so a recording is bit-exact with what the
+//! device sent; or as 32-bit float ([`WavSamples::Float`], decoded as the scope sees it). The header is brought
 //! up to date every second, so even a killed process leaves a playable file.
 
 use std::fs::File;
@@ -18,10 +19,23 @@ pub enum RecordError {
     Write { path: PathBuf, source: hound::Error },
 }
 
+/// The sample format a recording is written in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum WavSamples {
+    /// The device's own format, bit-exact.
+    #[default]
+    Native,
+    /// IEEE float 32-bit, values in [-1, 1) as [`crate::dsp::decode_into`] makes them.
+    Float,
+}
+
 /// Writes frames of one [`PcmFormat`] to a WAV file.
 pub struct WavRecorder {
     path: PathBuf,
     format: PcmFormat,
+    samples: WavSamples,
+    /// Decoded samples (float output only).
+    decoded: Vec<f32>,
     writer: hound::WavWriter<BufWriter<File>>,
     frames: u64,
     last_flush: Instant,
@@ -30,11 +44,20 @@ pub struct WavRecorder {
 }
 
 impl WavRecorder {
-    /// Creates (truncates) `path` for `format`.
+    /// Creates (truncates) `path` for `format`, written in that native format.
     pub fn create(path: &Path, format: PcmFormat) -> Result<WavRecorder, RecordError> {
-        let (bits, sample_format) = match format.sample {
-            SampleFormat::F32Le => (32, hound::SampleFormat::Float),
-            s => (s.bits(), hound::SampleFormat::Int),
+        WavRecorder::create_as(path, format, WavSamples::Native)
+    }
+
+    /// Creates (truncates) `path` for device frames of `format`, written as `samples`.
+    pub fn create_as(
+        path: &Path,
+        format: PcmFormat,
+        samples: WavSamples,
+    ) -> Result<WavRecorder, RecordError> {
+        let (bits, sample_format) = match (samples, format.sample) {
+            (WavSamples::Float, _) | (_, SampleFormat::F32Le) => (32, hound::SampleFormat::Float),
+            (WavSamples::Native, s) => (s.bits(), hound::SampleFormat::Int),
         };
         let spec = hound::WavSpec {
             channels: format.channels,
@@ -47,6 +70,8 @@ impl WavRecorder {
         Ok(WavRecorder {
             path: path.to_path_buf(),
             format,
+            samples,
+            decoded: Vec::new(),
             writer,
             frames: 0,
             last_flush: Instant::now(),
@@ -79,7 +104,11 @@ impl WavRecorder {
     fn write_frames(&mut self, frames: &[u8]) -> Result<(), RecordError> {
         let sample = self.format.sample;
         let writer = &mut self.writer;
-        let res: Result<(), hound::Error> =
+        let res: Result<(), hound::Error> = if self.samples == WavSamples::Float {
+            self.decoded.resize(frames.len() / sample.bytes(), 0.0);
+            let n = crate::dsp::decode_into(sample, frames, &mut self.decoded);
+            self.decoded[..n].iter().try_for_each(|&v| writer.write_sample(v))
+        } else {
             frames.chunks_exact(sample.bytes()).try_for_each(|c| match sample {
                 SampleFormat::U8 => writer.write_sample(c[0] as i8 ^ i8::MIN),
                 SampleFormat::S16Le => writer.write_sample(i16::from_le_bytes([c[0], c[1]])),
@@ -87,7 +116,8 @@ impl WavRecorder {
                 SampleFormat::S24_4Le => writer.write_sample(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8),
                 SampleFormat::S32Le => writer.write_sample(i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
                 SampleFormat::F32Le => writer.write_sample(f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            });
+            })
+        };
         res.map_err(|source| RecordError::Write { path: self.path.clone(), source })?;
         self.frames += (frames.len() / self.format.frame_bytes()) as u64;
         if self.last_flush.elapsed() >= Duration::from_secs(1) {
@@ -139,6 +169,24 @@ mod tests {
             let want = &stream[..frames * format.frame_bytes()];
             assert_eq!(&file[file.len() - want.len()..], want, "{sample}");
         }
+    }
+
+    #[test]
+    fn float_recordings_hold_the_decoded_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let format = PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 };
+        let path = dir.path().join("f.wav");
+        let values: [i16; 6] = [0, 16384, -32768, 32767, -1, 1];
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut rec = WavRecorder::create_as(&path, format, WavSamples::Float).unwrap();
+        rec.write_bytes(&bytes[..5]).unwrap();
+        rec.write_bytes(&bytes[5..]).unwrap();
+        assert_eq!(rec.finish().unwrap(), 3);
+        let mut r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.spec().sample_format, hound::SampleFormat::Float);
+        let got: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
+        let want: Vec<f32> = values.iter().map(|&v| f32::from(v) / 32768.0).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

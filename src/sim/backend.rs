@@ -53,6 +53,11 @@ pub struct SimConfig {
     /// it held). For benchmarks of the engine's own cost; captures cannot be verified.
     /// Copy mode still pays the kernel's memset at submit and copy at reap.
     pub free_dma: bool,
+    /// How far the device's clock is off, in parts per million (real time only): at
+    /// `+500.0` its bus (micro)frames are 500 ppm shorter than the host's, so it sends
+    /// 500 ppm more frames per host second than its nominal rate, like a real device whose
+    /// crystal runs fast. 0 is the host's clock exactly. Must lie in -100000..=100000.
+    pub clock_ppm: f64,
 }
 
 impl Default for SimConfig {
@@ -69,6 +74,7 @@ impl Default for SimConfig {
             mmap_error: None,
             seed: 1,
             free_dma: false,
+            clock_ppm: 0.0,
         }
     }
 }
@@ -100,6 +106,12 @@ impl SimDevice {
             if !(0.0..=1.0).contains(&r) {
                 return Err(SimError::Config(format!("{name} {r} is outside 0..1")));
             }
+        }
+        if !(cfg.clock_ppm.is_finite() && cfg.clock_ppm.abs() <= 100_000.0) {
+            return Err(SimError::Config(format!(
+                "clock offset {} ppm is outside -100000..=100000",
+                cfg.clock_ppm
+            )));
         }
         let table = PcmTable::render(&cfg.signal, cfg.format)?;
         let f = table.format;
@@ -157,11 +169,11 @@ impl SimDevice {
     pub fn backend(&self) -> SimBackend {
         let frame_us = u64::from(self.cfg.speed.frame_us());
         SimBackend {
+            frame_ns: frame_us as f64 * 1000.0 / (1.0 + self.cfg.clock_ppm * 1e-6),
             name: self.name(),
             cfg: self.cfg.clone(),
             table: Arc::clone(&self.table),
             schedule: self.schedule(),
-            frame_us,
             regions: Vec::new(),
             mem_used: 0,
             queue: VecDeque::with_capacity(256),
@@ -196,7 +208,8 @@ pub struct SimBackend {
     cfg: SimConfig,
     table: Arc<PcmTable>,
     schedule: Schedule,
-    frame_us: u64,
+    /// How long one bus (micro)frame lasts in host time, ns (`frame_us` scaled by `clock_ppm`).
+    frame_ns: f64,
     /// Address ranges of the regions handed out by `map_dma`.
     regions: Vec<(usize, usize)>,
     /// Bytes counted against the simulated usbfs_memory_mb.
@@ -249,13 +262,13 @@ impl SimBackend {
     }
 
     fn now_frame(&self) -> u64 {
-        self.t0.map_or(0, |t0| (t0.elapsed().as_micros() as u64) / self.frame_us)
+        self.t0.map_or(0, |t0| (t0.elapsed().as_nanos() as f64 / self.frame_ns) as u64)
     }
 
     fn due(&self, f: &InFlight) -> Option<Instant> {
         let t0 = self.t0?;
         let end = f.first_frame + (f.urb.packet_count() as u64) * u64::from(self.cfg.interval);
-        Some(t0 + Duration::from_micros(end * self.frame_us))
+        Some(t0 + Duration::from_nanos((end as f64 * self.frame_ns).round() as u64))
     }
 
     /// The device side of a completion: fill the packets as the schedule says.
@@ -451,6 +464,27 @@ mod tests {
 
     fn device(cfg: SimConfig) -> SimDevice {
         SimDevice::new(SimConfig { realtime: false, ..cfg }).unwrap()
+    }
+
+    #[test]
+    fn clock_ppm_scales_when_urbs_complete_and_bad_offsets_are_refused() {
+        for (ppm, want_ns) in
+            [(0.0, 1_000_000.0), (500.0, 1_000_000.0 / 1.0005), (-2000.0, 1_000_000.0 / 0.998)]
+        {
+            let d = SimDevice::new(SimConfig { clock_ppm: ppm, ..SimConfig::default() }).unwrap();
+            let mut b = d.backend();
+            let slots = BufferPool::heap(PoolLayout::new(8 * 28, 1)).into_slots();
+            b.submit(IsoUrb::new(0, 0x81, slots.into_iter().next().unwrap(), 8, 28).unwrap())
+                .map_err(|(_, e)| e)
+                .unwrap();
+            // 8 packets of 125 us: 1 ms on the device's clock.
+            let t0 = b.t0.unwrap();
+            let due = b.due(b.queue.front().unwrap()).unwrap() - t0;
+            assert!((due.as_nanos() as f64 - want_ns).abs() < 1.0, "{ppm} ppm: {due:?}");
+        }
+        for ppm in [f64::NAN, 200_000.0] {
+            assert!(SimDevice::new(SimConfig { clock_ppm: ppm, ..SimConfig::default() }).is_err());
+        }
     }
 
     #[test]

@@ -1,0 +1,764 @@
+//! The live monitor: plays what a capture hears on a sound card. It owns the consumer end of
+//! a [`Sink::Frames`](crate::capture::Sink::Frames) ring; a worker thread maps channels and
+//! resamples (rubato, with a drift-corrected ratio) into a second SPSC ring; the cpal
+//! callback only pops from it, applies the volume, fills silence on underrun and counts.
+//!
+//! ```text
+//! engine --f32 frames--> ring 1 --worker: map channels, resample--> ring 2 --callback--> sound card
+//!                                  drift PI: ring 2 fill -> ratio        volume, mute, underruns
+//! ```
+//!
+//! # What the latency figure measures
+//!
+//! For each batch of frames the engine pushes (one per reaped URB), the worker notes the
+//! moment it first sees the batch in ring 1 (it looks every 0.5 ms, so this is at most
+//! 0.5 ms after the engine's push, which follows the URB's completion by the time it takes
+//! to walk and decode it). It tracks that batch's *middle* frame through the resampler
+//! (its position in the output stream, the resampler's delay included) into ring 2. When
+//! the callback hands that frame to the sound card, the figure is
+//! `play time - seen time`, where `play time` is the callback's entry time plus the card's
+//! own delay that ALSA reports for this buffer (`playback - callback` of cpal's timestamp)
+//! plus the frame's offset in the buffer. So: URB completion (within 0.5 ms) to the moment
+//! the frame is due at the DAC, averaged over the frames of a URB by taking the middle one.
+//! Frames in a URB were captured up to one URB duration before its completion; that part
+//! is the capture's URB size (`--urb-ms`), not the monitor's, and is not included.
+//!
+//! # The callback
+//!
+//! It does not allocate, lock, log or make system calls other than reading the clock
+//! (and, with [`Pacing::HostClock`] only, sleeping until its period is due).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cpal::traits::{DeviceTrait, StreamTrait};
+use crossbeam_channel::{Receiver, Sender};
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+use rubato::Resampler;
+
+use super::drift::{DriftConfig, DriftController};
+use super::output::{open_output, ChosenConfig, OutputError};
+use super::stats::{MonitorCounters, MonitorStats};
+use crate::capture::stats::thread_cpu_ns;
+use crate::dsp::PcmFormat;
+
+/// How often the worker looks at ring 1.
+const WORKER_TICK: Duration = Duration::from_micros(500);
+/// Weight of one new latency sample in the learned latency-minus-fill offset (about a
+/// 1000-sample, i.e. a few seconds', average).
+const BIAS_TICK_WEIGHT: f64 = 0.001;
+/// How far over the target (at least; half the target if more) the latency may get before
+/// the worker drops device frames to resync.
+const RESYNC_EXCESS_S: f64 = 0.010;
+/// Input frames the resampler takes per call.
+const CHUNK_FRAMES: usize = 64;
+
+/// Who decides when the sound card wants the next period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum Pacing {
+    /// The sound card (every real output).
+    #[default]
+    Device,
+    /// The host's monotonic clock: the callback waits until its period is due, as a card
+    /// with a two-period buffer would make it. For outputs that take frames as fast as they
+    /// come, such as ALSA's `null` and `file` PCMs (tests and benchmarks without hardware).
+    HostClock,
+}
+
+/// Why the monitor could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MonitorError {
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("monitor: {0}")]
+    Config(String),
+    #[error("monitor: cannot set up the resampler: {0}")]
+    Resampler(String),
+    #[error("monitor: cannot start the audio worker thread: {0}")]
+    Thread(String),
+}
+
+/// Which device channel feeds each output channel (`None`: silence).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ChannelMap(Vec<Option<usize>>);
+
+impl ChannelMap {
+    /// A map with one entry per output channel, each a device channel below `input_channels`.
+    pub fn new(sources: Vec<Option<usize>>, input_channels: u16) -> Result<ChannelMap, MonitorError> {
+        if sources.is_empty() || sources.len() > 64 {
+            return Err(MonitorError::Config(format!(
+                "a channel map needs 1 to 64 outputs, not {}",
+                sources.len()
+            )));
+        }
+        if let Some(bad) = sources.iter().flatten().find(|&&c| c >= usize::from(input_channels)) {
+            return Err(MonitorError::Config(format!(
+                "channel {bad} does not exist: the device has channels 0 to {}",
+                input_channels.saturating_sub(1)
+            )));
+        }
+        Ok(ChannelMap(sources))
+    }
+
+    /// Mono to every output; otherwise device channel `c` to output `c`, silence beyond.
+    pub fn default_for(input_channels: u16, output_channels: u16) -> ChannelMap {
+        let out = usize::from(output_channels.max(1));
+        if input_channels <= 1 {
+            return ChannelMap(vec![Some(0); out]);
+        }
+        ChannelMap((0..out).map(|c| (c < usize::from(input_channels)).then_some(c)).collect())
+    }
+
+    /// Parses "0,1" (left from 0, right from 1), "0,0" (channel 0 to both), "2,3", "0,-"
+    /// (`-`: silence).
+    pub fn parse(s: &str, input_channels: u16) -> Result<ChannelMap, MonitorError> {
+        let sources = s
+            .split(',')
+            .map(|t| match t.trim() {
+                "-" => Ok(None),
+                t => t.parse::<usize>().map(Some).map_err(|_| {
+                    MonitorError::Config(format!(
+                        "'{t}' in channel map '{s}' is not a channel number (0-based) or '-'"
+                    ))
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        ChannelMap::new(sources, input_channels)
+    }
+
+    /// Output channels.
+    pub fn outputs(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The entries.
+    pub fn sources(&self) -> &[Option<usize>] {
+        &self.0
+    }
+
+    /// This map for a device with `n` output channels: a one-output map goes to all of
+    /// them, a longer one is cut or padded with silence.
+    fn fit(&self, n: usize) -> ChannelMap {
+        if self.0.len() == 1 {
+            return ChannelMap(vec![self.0[0]; n]);
+        }
+        ChannelMap((0..n).map(|c| self.0.get(c).copied().flatten()).collect())
+    }
+}
+
+/// How to monitor.
+#[derive(Clone, Debug)]
+pub struct MonitorConfig {
+    /// The output's ALSA name or a unique part of its description; None: the default output.
+    pub output: Option<String>,
+    /// The latency to hold, ms (default 20).
+    pub latency_ms: f64,
+    /// Linear gain (1.0: unchanged), 0..=8.
+    pub volume: f32,
+    pub muted: bool,
+    /// None: mono to both ears, else channel c to output c.
+    pub channel_map: Option<ChannelMap>,
+    /// The output rate; None: the device's rate if the output offers it, else the output's default.
+    pub output_rate: Option<u32>,
+    pub pacing: Pacing,
+    pub drift: DriftConfig,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            output: None,
+            latency_ms: 20.0,
+            volume: 1.0,
+            muted: false,
+            channel_map: None,
+            output_rate: None,
+            pacing: Pacing::Device,
+            drift: DriftConfig::default(),
+        }
+    }
+}
+
+/// What a monitor was set up with.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MonitorInfo {
+    pub output: String,
+    pub output_rate: u32,
+    pub output_channels: u16,
+    pub sample_format: String,
+    /// The period asked of the card, frames (None: the card's default).
+    pub period_frames: Option<u32>,
+    pub input_rate: u32,
+    pub input_channels: u16,
+    /// Output frames per device frame before drift correction.
+    pub nominal_ratio: f64,
+    pub target_latency_ms: f64,
+    pub channel_map: Vec<Option<usize>>,
+    pub pacing: Pacing,
+}
+
+/// A frame on its way: its index in the output stream and when its batch was seen.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    out_frame: u64,
+    seen_ns: u64,
+}
+
+/// Shared between the callback, the worker and the owner.
+struct Shared {
+    counters: MonitorCounters,
+    volume_bits: AtomicU32,
+    muted: AtomicBool,
+    stop: AtomicBool,
+    /// The worker has put real frames into ring 2: from now on a short callback is an underrun.
+    primed: AtomicBool,
+}
+
+enum Control {
+    ChannelMap(ChannelMap),
+}
+
+/// A running monitor. Dropping it stops playback.
+pub struct Monitor {
+    stream: Option<cpal::Stream>,
+    worker: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    controls: Sender<Control>,
+    info: MonitorInfo,
+    input_channels: u16,
+}
+
+impl Monitor {
+    /// A ring for [`Sink::Frames`](crate::capture::Sink::Frames) that holds half a second
+    /// of `format`: pass the producer to the capture and the consumer to [`Monitor::start`].
+    pub fn input_ring(format: PcmFormat) -> (HeapProd<f32>, HeapCons<f32>) {
+        let samples = (format.rate as usize / 2).max(4096) * usize::from(format.channels);
+        HeapRb::<f32>::new(samples).split()
+    }
+
+    /// Opens the output and starts playing `input` (interleaved frames of `format`).
+    pub fn start(
+        input: HeapCons<f32>,
+        format: PcmFormat,
+        cfg: &MonitorConfig,
+    ) -> Result<Monitor, MonitorError> {
+        if !(cfg.latency_ms.is_finite() && (2.0..=2000.0).contains(&cfg.latency_ms)) {
+            return Err(MonitorError::Config(format!(
+                "latency {} ms is outside 2 to 2000 ms",
+                cfg.latency_ms
+            )));
+        }
+        if format.channels == 0 || format.rate == 0 {
+            return Err(MonitorError::Config(format!("cannot play {format}")));
+        }
+        let device = open_output(cfg.output.as_deref())?;
+        let want_channels = cfg.channel_map.as_ref().map_or(2, |m| m.outputs().max(2)) as u16;
+        let want_rate = cfg.output_rate.unwrap_or(format.rate);
+        // A period of about a sixth of the target: the card's own buffer (two periods) then
+        // leaves room in the target for the ring to absorb URB and period bursts.
+        let period = ((cfg.latency_ms / 6.0 / 1000.0) * f64::from(want_rate)).round().max(32.0) as u32;
+        let ChosenConfig { config, sample_format } =
+            device.choose_config(want_rate, want_channels, period)?;
+        let out_ch = usize::from(config.channels);
+        let map = cfg
+            .channel_map
+            .clone()
+            .unwrap_or_else(|| ChannelMap::default_for(format.channels, config.channels))
+            .fit(out_ch);
+        if let Some(bad) = map.sources().iter().flatten().find(|&&c| c >= usize::from(format.channels)) {
+            return Err(MonitorError::Config(format!("channel {bad} does not exist on a {format} device")));
+        }
+        let out_rate = config.sample_rate;
+        let nominal_ratio = f64::from(out_rate) / f64::from(format.rate);
+        let period_frames = match config.buffer_size {
+            cpal::BufferSize::Fixed(n) => Some(n),
+            cpal::BufferSize::Default => None,
+        };
+        let info = MonitorInfo {
+            output: device.id.clone(),
+            output_rate: out_rate,
+            output_channels: config.channels,
+            sample_format: sample_format.to_string(),
+            period_frames,
+            input_rate: format.rate,
+            input_channels: format.channels,
+            nominal_ratio,
+            target_latency_ms: cfg.latency_ms,
+            channel_map: map.sources().to_vec(),
+            pacing: cfg.pacing,
+        };
+
+        let shared = Arc::new(Shared {
+            counters: MonitorCounters::default(),
+            volume_bits: AtomicU32::new(cfg.volume.clamp(0.0, 8.0).to_bits()),
+            muted: AtomicBool::new(cfg.muted),
+            stop: AtomicBool::new(false),
+            primed: AtomicBool::new(false),
+        });
+        shared.counters.ratio_bits.store(nominal_ratio.to_bits(), Relaxed);
+        let target_s = cfg.latency_ms / 1000.0;
+        let ring_frames = ((target_s * 4.0).max(0.25) * f64::from(out_rate)) as usize;
+        let (out_prod, out_cons) = HeapRb::<f32>::new(ring_frames * out_ch).split();
+        let (mark_prod, mark_cons) = HeapRb::<Mark>::new(4096).split();
+        let epoch = Instant::now();
+
+        let resampler = rubato::SincFixedIn::<f32>::new(
+            nominal_ratio,
+            1.01,
+            rubato::SincInterpolationParameters {
+                sinc_len: 128,
+                f_cutoff: 0.95,
+                oversampling_factor: 256,
+                interpolation: rubato::SincInterpolationType::Linear,
+                window: rubato::WindowFunction::BlackmanHarris2,
+            },
+            CHUNK_FRAMES,
+            out_ch,
+        )
+        .map_err(|e| MonitorError::Resampler(e.to_string()))?;
+
+        let period_s = f64::from(period_frames.unwrap_or(period)) / f64::from(out_rate);
+        let (controls, control_rx) = crossbeam_channel::unbounded();
+        let worker = Worker {
+            input,
+            in_ch: usize::from(format.channels),
+            out_ch,
+            map,
+            in_buf: vec![0.0; CHUNK_FRAMES * usize::from(format.channels)],
+            res_in: vec![vec![0.0; CHUNK_FRAMES]; out_ch],
+            res_out: resampler.output_buffer_allocate(true),
+            out_buf: vec![0.0; resampler.output_frames_max() * out_ch],
+            resampler,
+            out: out_prod,
+            marks: mark_prod,
+            drift: DriftController::new(target_s, cfg.drift),
+            target_s,
+            period_s,
+            shared: Arc::clone(&shared),
+            epoch,
+            out_rate: f64::from(out_rate),
+            nominal_ratio,
+            bias_s: None,
+            skip_in: 0,
+            pushed: 0,
+            consumed: 0,
+            seen: 0,
+            pending: std::collections::VecDeque::with_capacity(256),
+            controls: control_rx,
+        };
+
+        let callback = Callback {
+            ring: out_cons,
+            marks: mark_cons,
+            pending_mark: None,
+            shared: Arc::clone(&shared),
+            epoch,
+            channels: out_ch,
+            rate: f64::from(out_rate),
+            scratch: vec![0.0; 8192 * out_ch].into_boxed_slice(),
+            gain: if cfg.muted { 0.0 } else { cfg.volume.clamp(0.0, 8.0) },
+            played: 0,
+            pacing: cfg.pacing,
+            t0: None,
+            written: 0,
+        };
+        let err_shared = Arc::clone(&shared);
+        // Called on the audio thread too: count, never log.
+        let on_error = move |e: cpal::Error| {
+            err_shared.counters.output_errors.fetch_add(1, Relaxed);
+            if matches!(e.kind(), cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::StreamInvalidated) {
+                err_shared.counters.output_lost.store(true, Relaxed);
+            }
+        };
+        let stream = build_stream(&device.device, config, sample_format, callback, on_error)
+            .map_err(|e| OutputError::from_cpal(&device.id, &e))?;
+
+        let worker = std::thread::Builder::new()
+            .name("isoscope-monitor".into())
+            .spawn(move || worker.run())
+            .map_err(|e| MonitorError::Thread(e.to_string()))?;
+        stream.play().map_err(|e| OutputError::from_cpal(&device.id, &e))?;
+        Ok(Monitor {
+            stream: Some(stream),
+            worker: Some(worker),
+            shared,
+            controls,
+            info,
+            input_channels: format.channels,
+        })
+    }
+
+    /// What the monitor was set up with.
+    pub fn info(&self) -> &MonitorInfo {
+        &self.info
+    }
+
+    /// Linear gain, 0..=8 (1.0 unchanged); ramps over one callback, so no click.
+    pub fn set_volume(&self, volume: f32) {
+        let v = if volume.is_finite() { volume.clamp(0.0, 8.0) } else { 0.0 };
+        self.shared.volume_bits.store(v.to_bits(), Relaxed);
+    }
+
+    /// Mutes or unmutes (ramped like the volume).
+    pub fn set_muted(&self, muted: bool) {
+        self.shared.muted.store(muted, Relaxed);
+    }
+
+    /// Changes which device channels play on which output (output count as set up).
+    pub fn set_channel_map(&self, map: ChannelMap) -> Result<(), MonitorError> {
+        if let Some(bad) = map.sources().iter().flatten().find(|&&c| c >= usize::from(self.input_channels)) {
+            return Err(MonitorError::Config(format!("channel {bad} does not exist")));
+        }
+        let map = map.fit(usize::from(self.info.output_channels));
+        // The worker owns the receiver until it exits; after that there is nothing to map.
+        let _ = self.controls.send(Control::ChannelMap(map));
+        Ok(())
+    }
+
+    /// The statistics so far.
+    pub fn stats(&self) -> MonitorStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The counters themselves (for a UI that polls them every frame).
+    pub fn counters(&self) -> &MonitorCounters {
+        &self.shared.counters
+    }
+
+    /// Stops playback and the worker; returns the final statistics.
+    pub fn stop(mut self) -> MonitorStats {
+        self.shutdown();
+        self.shared.counters.snapshot()
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Relaxed);
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+        // Dropping the stream stops the callback thread (cpal wakes it through its pipe).
+        self.stream.take();
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn build_stream(
+    device: &cpal::Device,
+    config: cpal::StreamConfig,
+    format: cpal::SampleFormat,
+    mut cb: Callback,
+    on_error: impl FnMut(cpal::Error) + Send + 'static,
+) -> Result<cpal::Stream, cpal::Error> {
+    use cpal::SampleFormat as F;
+    match format {
+        F::I16 => device.build_output_stream(config, move |d: &mut [i16], i| cb.fill(d, i), on_error, None),
+        F::U16 => device.build_output_stream(config, move |d: &mut [u16], i| cb.fill(d, i), on_error, None),
+        F::I32 => device.build_output_stream(config, move |d: &mut [i32], i| cb.fill(d, i), on_error, None),
+        _ => device.build_output_stream(config, move |d: &mut [f32], i| cb.fill(d, i), on_error, None),
+    }
+}
+
+/// The state the audio callback owns (allocated before the stream starts).
+struct Callback {
+    ring: HeapCons<f32>,
+    marks: HeapCons<Mark>,
+    pending_mark: Option<Mark>,
+    shared: Arc<Shared>,
+    epoch: Instant,
+    channels: usize,
+    rate: f64,
+    scratch: Box<[f32]>,
+    /// The gain applied at the end of the last callback (ramps toward the setting).
+    gain: f32,
+    /// Output frames popped from the ring so far (silence excluded).
+    played: u64,
+    pacing: Pacing,
+    /// HostClock pacing: when the first callback ran, and frames handed over since.
+    t0: Option<Instant>,
+    written: u64,
+}
+
+impl Callback {
+    fn fill<T: cpal::SizedSample + cpal::FromSample<f32>>(
+        &mut self,
+        data: &mut [T],
+        info: &cpal::OutputCallbackInfo,
+    ) {
+        let c = &self.shared.counters;
+        let ch = self.channels;
+        let frames = data.len() / ch;
+        let now = Instant::now();
+        let play_at = match self.pacing {
+            Pacing::Device => {
+                let ts = info.timestamp();
+                let delay = ts.playback.duration_since(ts.callback);
+                c.device_delay_ns.store(delay.as_nanos() as u64, Relaxed);
+                now + delay
+            }
+            Pacing::HostClock => {
+                // A card with a two-period buffer asks for a period once the one before the
+                // previous has played, and plays it after the one still queued.
+                let t0 = *self.t0.get_or_insert(now);
+                let due = t0 + secs(self.written.saturating_sub(frames as u64) as f64 / self.rate);
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let play = t0 + secs(self.written as f64 / self.rate);
+                c.device_delay_ns
+                    .store(play.saturating_duration_since(Instant::now()).as_nanos() as u64, Relaxed);
+                play
+            }
+        };
+        self.written += frames as u64;
+
+        let target = if self.shared.muted.load(Relaxed) {
+            0.0
+        } else {
+            f32::from_bits(self.shared.volume_bits.load(Relaxed))
+        };
+        let step = if frames > 0 { (target - self.gain) / frames as f32 } else { 0.0 };
+        let chunk_len = self.scratch.len() / ch * ch;
+        let mut got_total = 0;
+        let mut frame_no = 0usize;
+        for chunk in data.chunks_mut(chunk_len) {
+            let got = self.ring.pop_slice(&mut self.scratch[..chunk.len()]);
+            for (f, (out, inp)) in chunk[..got].chunks_mut(ch).zip(self.scratch[..got].chunks(ch)).enumerate()
+            {
+                let g = self.gain + step * (frame_no + f + 1) as f32;
+                for (o, i) in out.iter_mut().zip(inp) {
+                    *o = T::from_sample(i * g);
+                }
+            }
+            chunk[got..].fill(T::EQUILIBRIUM);
+            got_total += got;
+            frame_no += chunk.len() / ch;
+        }
+        self.gain = target;
+        let got_frames = (got_total / ch) as u64;
+        if got_frames < frames as u64 && self.shared.primed.load(Relaxed) {
+            c.underruns.fetch_add(1, Relaxed);
+            c.underrun_frames.fetch_add(frames as u64 - got_frames, Relaxed);
+        }
+
+        // Latency of the marked frames this buffer plays.
+        let end = self.played + got_frames;
+        let base_ns = play_at.saturating_duration_since(self.epoch).as_nanos() as u64;
+        while let Some(m) = self.pending_mark.take().or_else(|| self.marks.try_pop()) {
+            if m.out_frame >= end {
+                self.pending_mark = Some(m);
+                break;
+            }
+            if m.out_frame >= self.played {
+                let offset_ns = ((m.out_frame - self.played) as f64 * 1e9 / self.rate) as u64;
+                c.latency.record((base_ns + offset_ns).saturating_sub(m.seen_ns));
+            }
+        }
+        self.played = end;
+        c.frames_played.fetch_add(got_frames, Relaxed);
+        c.callbacks.fetch_add(1, Relaxed);
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// The non-realtime side: ring 1 -> channel map -> resampler -> ring 2, and the drift loop.
+struct Worker {
+    input: HeapCons<f32>,
+    in_ch: usize,
+    out_ch: usize,
+    map: ChannelMap,
+    in_buf: Vec<f32>,
+    res_in: Vec<Vec<f32>>,
+    res_out: Vec<Vec<f32>>,
+    out_buf: Vec<f32>,
+    resampler: rubato::SincFixedIn<f32>,
+    out: HeapProd<f32>,
+    marks: HeapProd<Mark>,
+    drift: DriftController,
+    target_s: f64,
+    period_s: f64,
+    shared: Arc<Shared>,
+    epoch: Instant,
+    out_rate: f64,
+    nominal_ratio: f64,
+    /// Output frames pushed into ring 2 (silence included).
+    pushed: u64,
+    /// Device frames taken from ring 1.
+    consumed: u64,
+    /// Device frames seen in ring 1 (taken or still there).
+    seen: u64,
+    /// Device frames still to drop to resync after a stall.
+    skip_in: u64,
+    /// Measured latency minus the ring's fill, smoothed (None before the first measurement).
+    bias_s: Option<f64>,
+    /// Middle frames of batches seen but not yet resampled, with when they were seen.
+    pending: std::collections::VecDeque<(u64, u64)>,
+    controls: Receiver<Control>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let started = Instant::now();
+        let cpu0 = thread_cpu_ns();
+        let mut last = Instant::now();
+        let mut underruns_seen = 0;
+        let mut latencies_seen = 0;
+        let shared = Arc::clone(&self.shared);
+        let c = &shared.counters;
+        while !self.shared.stop.load(Relaxed) {
+            while let Ok(Control::ChannelMap(m)) = self.controls.try_recv() {
+                self.map = m;
+            }
+            let now = Instant::now();
+            let waiting = (self.input.occupied_len() / self.in_ch) as u64;
+            let total = self.consumed + waiting;
+            if total > self.seen {
+                let mid = self.seen + (total - self.seen) / 2;
+                let seen_ns = now.duration_since(self.epoch).as_nanos() as u64;
+                if self.pending.len() < self.pending.capacity() {
+                    self.pending.push_back((mid, seen_ns));
+                }
+                self.seen = total;
+            }
+            if !self.shared.primed.load(Relaxed) && waiting >= CHUNK_FRAMES as u64 {
+                // Start with the ring at its target, in silence, so playback starts steady.
+                let fill = self.ring_target_s();
+                self.push_silence((fill * self.out_rate) as usize);
+                self.shared.primed.store(true, Relaxed);
+            }
+            if self.shared.primed.load(Relaxed) {
+                if self.skip_in > 0 {
+                    let n = (self.input.occupied_len() / self.in_ch).min(self.skip_in as usize);
+                    self.input.skip(n * self.in_ch);
+                    self.consumed += n as u64;
+                    self.skip_in -= n as u64;
+                }
+                while self.input.occupied_len() >= CHUNK_FRAMES * self.in_ch {
+                    self.process_chunk();
+                }
+                let buffered = (self.out.occupied_len() / self.out_ch) as f64 / self.out_rate;
+                let under = c.underruns.load(Relaxed);
+                if under != underruns_seen {
+                    underruns_seen = under;
+                    // The card ran dry: refill to the target at once rather than slowly.
+                    let target = self.ring_target_s();
+                    if buffered < target / 2.0 {
+                        self.push_silence(((target - buffered) * self.out_rate) as usize);
+                        self.drift.reset_measurement();
+                    }
+                }
+                // The controlled value is the latency itself: the ring's fill plus what the
+                // callback measures on top of it (the card's delay, the resampler's, the wait
+                // in ring 1), learned slowly so the saw-tooth of bursts averages out.
+                let latencies = c.latency.count();
+                if latencies != latencies_seen {
+                    latencies_seen = latencies;
+                    let sample = c.latency.last_ns() as f64 / 1e9 - buffered;
+                    self.bias_s = Some(match self.bias_s {
+                        None => sample,
+                        Some(b) => b + (sample - b) * (BIAS_TICK_WEIGHT),
+                    });
+                }
+                let bias = self.bias_s.unwrap_or(self.target_s - self.ring_target_s());
+                let excess = buffered + bias - self.target_s;
+                // Not in the first second: the learned offset is still settling then.
+                let warm = started.elapsed() > Duration::from_secs(1);
+                if warm && self.skip_in == 0 && excess > RESYNC_EXCESS_S.max(self.target_s / 2.0) {
+                    // Far over the target (the system stalled us, then delivered a backlog):
+                    // drop device frames to get back at once, rather than at 1000 ppm for a minute.
+                    self.skip_in = (excess * self.out_rate / self.nominal_ratio) as u64;
+                    c.overruns.fetch_add(1, Relaxed);
+                    c.overrun_frames.fetch_add(self.skip_in, Relaxed);
+                    self.drift.reset_measurement();
+                }
+                let rel = self.drift.update(buffered + bias, now.duration_since(last).as_secs_f64());
+                // Within the 1 % the resampler was built for, by construction of the bound.
+                let _ = self.resampler.set_resample_ratio_relative(rel, true);
+                let ratio = self.nominal_ratio * rel;
+                c.ratio_bits.store(ratio.to_bits(), Relaxed);
+                c.correction_ppm_bits.store(self.drift.correction_ppm().to_bits(), Relaxed);
+                c.buffered_ns
+                    .store(((self.drift.error_s() + self.drift.target_s()).max(0.0) * 1e9) as u64, Relaxed);
+            }
+            last = now;
+            c.worker_cpu_ns.store(thread_cpu_ns().saturating_sub(cpu0), Relaxed);
+            c.elapsed_ns.store(started.elapsed().as_nanos() as u64, Relaxed);
+            std::thread::sleep(WORKER_TICK);
+        }
+    }
+
+    /// The audio ring 2 should hold: the target less what the card and the resampler add
+    /// (the card's delay as measured by the callback, one period before the first one), and
+    /// never less than two periods and 2 ms, the bursts the ring must absorb.
+    fn ring_target_s(&self) -> f64 {
+        let measured = self.shared.counters.device_delay_ns.load(Relaxed) as f64 / 1e9;
+        let device = if self.shared.counters.callbacks.load(Relaxed) > 0 { measured } else { self.period_s };
+        let resampler = self.resampler.output_delay() as f64 / self.out_rate;
+        (self.target_s - device - resampler).max(2.0 * self.period_s + 0.002)
+    }
+
+    fn push_silence(&mut self, frames: usize) {
+        let n = self.out.push_iter(std::iter::repeat_n(0.0, frames * self.out_ch)) / self.out_ch;
+        self.pushed += n as u64;
+    }
+
+    fn process_chunk(&mut self) {
+        let c = &self.shared.counters;
+        let n_in = self.input.pop_slice(&mut self.in_buf);
+        debug_assert_eq!(n_in, self.in_buf.len());
+        for (o, src) in self.map.sources().iter().enumerate() {
+            let dst = &mut self.res_in[o];
+            match src {
+                Some(s) => {
+                    for (d, f) in dst.iter_mut().zip(self.in_buf.chunks_exact(self.in_ch)) {
+                        *d = f[*s];
+                    }
+                }
+                None => dst.fill(0.0),
+            }
+        }
+        self.consumed += CHUNK_FRAMES as u64;
+        c.frames_in.fetch_add(CHUNK_FRAMES as u64, Relaxed);
+        let produced = match self.resampler.process_into_buffer(&self.res_in, &mut self.res_out, None) {
+            Ok((_, n)) => n,
+            Err(_) => return, // buffers are sized by the resampler itself; nothing to play
+        };
+        for (f, frame) in self.out_buf[..produced * self.out_ch].chunks_exact_mut(self.out_ch).enumerate() {
+            for (o, s) in frame.iter_mut().enumerate() {
+                *s = self.res_out[o][f];
+            }
+        }
+        let samples = produced * self.out_ch;
+        if self.out.vacant_len() >= samples {
+            self.out.push_slice(&self.out_buf[..samples]);
+            self.pushed += produced as u64;
+        } else {
+            c.overruns.fetch_add(1, Relaxed);
+            c.overrun_frames.fetch_add(produced as u64, Relaxed);
+        }
+        // Where the marked device frames land in the output stream: the frame just consumed
+        // comes out `output_delay` frames after the last one pushed.
+        let ratio = f64::from_bits(c.ratio_bits.load(Relaxed));
+        let delay = self.resampler.output_delay() as f64;
+        while let Some(&(frame, seen_ns)) = self.pending.front() {
+            if frame >= self.consumed {
+                break;
+            }
+            self.pending.pop_front();
+            let back = (self.consumed - frame) as f64 * ratio;
+            let out_frame = (self.pushed as f64 + delay - back).max(0.0) as u64;
+            let _ = self.marks.try_push(Mark { out_frame, seen_ns });
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! `isoscope monitor`: play a device live on a sound card, headless, and report latency,
+//! underruns, overruns and the resampling ratio.
+//!
+//! Without a usable sound card: with `--wav` the capture and the recording go on (a warning
+//! says why there is no sound) and the exit status is 0; without `--wav` the user asked only
+//! to listen, so it is an error (exit 1) and nothing is captured.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use isoscope::audio::{self, ChannelMap, Monitor, MonitorConfig, MonitorInfo, MonitorStats, Pacing};
+use isoscope::capture::{Backend, Capture, CaptureConfig, CaptureError, Sink, StatsSnapshot, StreamConfig};
+use isoscope::record::WavRecorder;
+use ringbuf::traits::Split;
+use ringbuf::HeapRb;
+
+use super::capture::{print_banner, spawn_consumer};
+use super::device::{self, OpenedDevice};
+use super::MonitorArgs;
+
+/// What `--stats-json` holds: the headline figures at the top, then everything.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    device: &'a str,
+    simulated: bool,
+    format: String,
+    /// Null when no sound card could be used.
+    output: Option<&'a MonitorInfo>,
+    output_error: Option<String>,
+    latency_ms_median: Option<f64>,
+    latency_ms_p99: Option<f64>,
+    underruns: u64,
+    overruns: u64,
+    /// Frames the capture could not put in the monitor's ring (or the recording's).
+    capture_ring_drops: u64,
+    ratio: f64,
+    correction_ppm: f64,
+    resampler_cpu_percent: f64,
+    wav_frames: Option<u64>,
+    error: Option<String>,
+    monitor: Option<&'a MonitorStats>,
+    capture: &'a StatsSnapshot,
+}
+
+pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
+    if args.list_outputs {
+        for o in audio::list_outputs()? {
+            println!("{:<40} {}", o.id, o.description);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(s) = args.seconds {
+        anyhow::ensure!(s.is_finite() && s > 0.0, "--seconds must be a positive number, not {s}");
+    }
+    anyhow::ensure!(
+        args.volume.is_finite() && (0.0..=8.0).contains(&args.volume),
+        "--volume must lie in 0..8, not {}",
+        args.volume
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .context("cannot install the signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
+    }
+    let cfg = CaptureConfig { mode: args.mode, ..CaptureConfig::default() };
+    match device::open(&args.device)? {
+        OpenedDevice::Sim { device, backend } => session(*backend, device.stream(), &cfg, args, &stop),
+        OpenedDevice::Usb { capture, .. } => {
+            let capture = *capture;
+            session(capture.backend, capture.stream, &cfg, args, &stop)
+        }
+    }
+}
+
+fn session<B: Backend>(
+    backend: B,
+    stream: StreamConfig,
+    cfg: &CaptureConfig,
+    args: &MonitorArgs,
+    stop: &AtomicBool,
+) -> anyhow::Result<ExitCode> {
+    let format = stream.format;
+    let channel_map = match &args.channel_map {
+        Some(s) => Some(ChannelMap::parse(s, format.channels)?),
+        None => None,
+    };
+    let mon_cfg = MonitorConfig {
+        output: args.output.clone(),
+        latency_ms: args.latency_ms,
+        volume: args.volume,
+        muted: args.mute,
+        channel_map,
+        output_rate: args.output_rate,
+        pacing: if args.pace_host_clock { Pacing::HostClock } else { Pacing::Device },
+        ..MonitorConfig::default()
+    };
+    let (frames_prod, frames_cons) = Monitor::input_ring(format);
+    let (monitor, output_error) = match Monitor::start(frames_cons, format, &mon_cfg) {
+        Ok(m) => (Some(m), None),
+        Err(e) if args.wav.is_some() => {
+            eprintln!("isoscope: warning: {e}. Recording without monitoring");
+            (None, Some(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let wav = match &args.wav {
+        Some(path) => Some(WavRecorder::create(path, format)?),
+        None => None,
+    };
+    let mut sinks = Vec::new();
+    if monitor.is_some() {
+        sinks.push(Sink::Frames(frames_prod));
+    }
+    let consumer = if wav.is_some() {
+        let ring_bytes = (format.bytes_per_second() as usize * 2).max(1 << 20);
+        let (prod, cons) = HeapRb::<u8>::new(ring_bytes).split();
+        sinks.push(Sink::Bytes(prod));
+        let done = Arc::new(AtomicBool::new(false));
+        Some((spawn_consumer(cons, wav, None, format.frame_bytes(), Arc::clone(&done))?, done))
+    } else {
+        None
+    };
+    let capture = Capture::start(backend, stream, cfg, sinks)?;
+    let info = capture.info().clone();
+    print_banner(&info);
+    if let Some(m) = &monitor {
+        let i = m.info();
+        eprintln!(
+            "isoscope: playing on '{}': {} ch {} Hz {} (period {}), target latency {} ms, map {:?}{}",
+            i.output,
+            i.output_channels,
+            i.output_rate,
+            i.sample_format,
+            i.period_frames.map_or("default".to_string(), |p| format!("{p} frames")),
+            i.target_latency_ms,
+            i.channel_map,
+            if i.pacing == Pacing::HostClock { ", paced by the host clock" } else { "" }
+        );
+    }
+
+    let started = Instant::now();
+    let live = !args.quiet && std::io::stderr().is_terminal();
+    let mut last_line = Instant::now();
+    while !stop.load(Ordering::Relaxed)
+        && !capture.is_finished()
+        && args.seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        if live && last_line.elapsed() >= Duration::from_millis(500) {
+            if let Some(m) = &monitor {
+                eprint!("\r{}   ", status_line(&m.stats()));
+            }
+            last_line = Instant::now();
+        }
+    }
+    if live {
+        eprintln!();
+    }
+    let (cap_stats, failure) = capture.stop();
+    let mon_stats = monitor.as_ref().map(Monitor::stats);
+    let mon_info = monitor.as_ref().map(|m| m.info().clone());
+    let mon_stats = match monitor {
+        Some(m) => Some(m.stop()),
+        None => mon_stats,
+    };
+    let drained = match consumer {
+        Some((handle, done)) => {
+            done.store(true, Ordering::Release);
+            Some(handle.join().map_err(|_| anyhow::anyhow!("the recording thread panicked"))?)
+        }
+        None => None,
+    };
+    let m = mon_stats.clone().unwrap_or_default();
+    let report = Report {
+        device: &info.device.name,
+        simulated: info.device.simulated,
+        format: format.to_string(),
+        output: mon_info.as_ref(),
+        output_error,
+        latency_ms_median: m.latency_ms_median,
+        latency_ms_p99: m.latency_ms_p99,
+        underruns: m.underruns,
+        overruns: m.overruns,
+        capture_ring_drops: cap_stats.ring_drops,
+        ratio: m.ratio,
+        correction_ppm: m.correction_ppm,
+        resampler_cpu_percent: m.resampler_cpu_percent,
+        wav_frames: drained.as_ref().and_then(|d| d.wav_frames),
+        error: failure.as_ref().map(CaptureError::to_string),
+        monitor: mon_stats.as_ref(),
+        capture: &cap_stats,
+    };
+    if let Some(path) = &args.stats_json {
+        write_json(path, &report)?;
+    }
+    if mon_stats.is_some() {
+        eprintln!(
+            "isoscope: latency median {} ms, p99 {} ms; {} underruns, {} overruns, {} capture ring drops; \
+             ratio {:.6} ({:+.0} ppm); resampler CPU {:.1} %",
+            fmt_ms(m.latency_ms_median),
+            fmt_ms(m.latency_ms_p99),
+            m.underruns,
+            m.overruns,
+            cap_stats.ring_drops,
+            m.ratio,
+            m.correction_ppm,
+            m.resampler_cpu_percent
+        );
+    }
+    if let (Some(path), Some(frames)) = (&args.wav, report.wav_frames) {
+        eprintln!("isoscope: wrote {frames} frames to {}", path.display());
+    }
+    if let Some(e) = drained.and_then(|d| d.wav_error) {
+        return Err(e);
+    }
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if m.output_lost && args.wav.is_none() {
+        anyhow::bail!("the audio output went away during playback ({} output errors)", m.output_errors);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.1}"))
+}
+
+fn status_line(s: &MonitorStats) -> String {
+    format!(
+        "{:6.1} s  latency {} ms (median {}, p99 {})  buffered {:.1} ms  ratio {:.6} ({:+.0} ppm)  \
+         underruns {}  overruns {}",
+        s.elapsed_ns as f64 / 1e9,
+        fmt_ms(s.latency_ms_last),
+        fmt_ms(s.latency_ms_median),
+        fmt_ms(s.latency_ms_p99),
+        s.buffered_ms,
+        s.ratio,
+        s.correction_ppm,
+        s.underruns,
+        s.overruns
+    )
+}
+
+fn write_json(path: &Path, report: &Report<'_>) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, json + "\n").with_context(|| {
+        format!("cannot write statistics to {}: check the folder exists and is writable", path.display())
+    })
+}

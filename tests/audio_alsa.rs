@@ -1,0 +1,215 @@
+//! Live monitoring through ALSA without hardware: the test writes an ALSA configuration
+//! defining `file` PCMs (slave `null`, raw output to a file) and points alsa-lib at it with
+//! `ALSA_CONFIG_PATH` (the system's alsa.conf, then ours). The simulated device plays
+//! through cpal and alsa-lib into those files, which are then checked.
+//!
+//! ALSA's `null` PCM takes frames as fast as they come (3 s of audio in about 6 ms here),
+//! so these tests use `Pacing::HostClock`: the monitor's callback waits until each period
+//! is due on the host clock, as a card with a two-period buffer would. Everything else
+//! (cpal's ALSA worker, the stream setup, sample format negotiation, the file plugin) is
+//! the real path.
+//!
+//! Needs `libasound2-dev` to build and `libasound2-data` (alsa.conf) to run.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use isoscope::audio::{Monitor, MonitorConfig, MonitorStats, Pacing};
+use isoscope::capture::{Capture, CaptureConfig, Sink};
+use isoscope::dsp::{PcmFormat, SampleFormat};
+use isoscope::sim::{Signal, SimConfig, SimDevice};
+
+const PCMS: [&str; 3] = ["iso_equal48", "iso_equal44", "iso_drift"];
+
+/// The folder holding the ALSA configuration and the files the PCMs write.
+fn alsa_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let mut conf = String::new();
+        for name in PCMS {
+            conf += &format!(
+                "pcm.{name} {{\n  type file\n  slave.pcm \"null\"\n  file \"{}\"\n  format \"raw\"\n  \
+                 hint {{ show on description \"isoscope test sink {name}\" }}\n}}\n",
+                dir.join(format!("{name}.raw")).display()
+            );
+        }
+        let path = dir.join("asoundrc");
+        std::fs::write(&path, conf).unwrap();
+        // Before any ALSA call in this process (every test comes through here first).
+        std::env::set_var("ALSA_CONFIG_PATH", format!("/usr/share/alsa/alsa.conf:{}", path.display()));
+        dir
+    })
+}
+
+/// Plays a 1 kHz sine from the simulated device at `rate` to `pcm` for `seconds`.
+fn play(
+    pcm: &str,
+    rate: u32,
+    clock_ppm: f64,
+    seconds: f64,
+    output_rate: Option<u32>,
+) -> (MonitorStats, u64, Vec<f32>) {
+    let dir = alsa_dir();
+    let format = PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate };
+    let device = SimDevice::new(SimConfig {
+        signal: Signal::Sine { freq: 1000.0, amplitude: 0.5 },
+        format,
+        clock_ppm,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let (prod, cons) = Monitor::input_ring(format);
+    let cfg = MonitorConfig {
+        output: Some(pcm.into()),
+        output_rate,
+        pacing: Pacing::HostClock,
+        ..MonitorConfig::default()
+    };
+    let monitor = Monitor::start(cons, format, &cfg).expect("the test PCM opens");
+    assert_eq!(monitor.info().sample_format, "f32", "the file PCM takes float");
+    let capture = Capture::start(
+        device.backend(),
+        device.stream(),
+        &CaptureConfig::default(),
+        vec![Sink::Frames(prod)],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let (cap, failure) = capture.stop();
+    assert!(failure.is_none(), "{failure:?}");
+    let stats = monitor.stop();
+    let bytes = std::fs::read(dir.join(format!("{pcm}.raw"))).unwrap();
+    let samples = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    (stats, cap.ring_drops, samples)
+}
+
+/// Fits `a sin(wt) + b cos(wt) + c` to `x` at angular frequency `w` (rad/sample); returns
+/// the RMS residual.
+#[allow(clippy::needless_range_loop)] // a 3x3 solve reads best with indices
+fn residual(x: &[f64], w: f64) -> f64 {
+    let mut m = [[0.0f64; 3]; 3];
+    let mut v = [0.0f64; 3];
+    for (n, &y) in x.iter().enumerate() {
+        let b = [(w * n as f64).sin(), (w * n as f64).cos(), 1.0];
+        for i in 0..3 {
+            v[i] += b[i] * y;
+            for j in 0..3 {
+                m[i][j] += b[i] * b[j];
+            }
+        }
+    }
+    // Gaussian elimination, 3x3.
+    for i in 0..3 {
+        for k in i + 1..3 {
+            let f = m[k][i] / m[i][i];
+            for j in 0..3 {
+                m[k][j] -= f * m[i][j];
+            }
+            v[k] -= f * v[i];
+        }
+    }
+    let mut p = [0.0f64; 3];
+    for i in (0..3).rev() {
+        p[i] = (v[i] - (i + 1..3).map(|j| m[i][j] * p[j]).sum::<f64>()) / m[i][i];
+    }
+    let e: f64 = x
+        .iter()
+        .enumerate()
+        .map(|(n, &y)| {
+            let f = p[0] * (w * n as f64).sin() + p[1] * (w * n as f64).cos() + p[2];
+            (y - f).powi(2)
+        })
+        .sum();
+    (e / x.len() as f64).sqrt()
+}
+
+/// The worst RMS error (dBFS) of 10 ms windows of the left channel against the best-fitting
+/// 1 kHz sine (frequency searched within ±2000 ppm, as the drift correction may shift it),
+/// over the played part (leading and trailing silence skipped), and the windows checked.
+fn worst_window_error_db(samples: &[f32], channels: usize, rate: f64) -> (f64, usize) {
+    let left: Vec<f64> = samples.chunks_exact(channels).map(|f| f64::from(f[0])).collect();
+    let first = left.iter().position(|v| v.abs() > 0.01).expect("some sound was played");
+    let last = left.iter().rposition(|v| v.abs() > 0.01).unwrap();
+    // Past the start (the resampler's and the ring's first frames) and short of the end.
+    let body = &left[first + rate as usize / 10..last.saturating_sub(rate as usize / 10)];
+    let win = (rate / 100.0) as usize;
+    let mut worst = f64::MIN;
+    let mut windows = 0;
+    for w in body.chunks_exact(win) {
+        let best = (-40..=40)
+            .map(|k| residual(w, 2.0 * std::f64::consts::PI * 1000.0 * (1.0 + k as f64 * 50e-6) / rate))
+            .fold(f64::MAX, f64::min);
+        worst = worst.max(20.0 * best.max(1e-12).log10());
+        windows += 1;
+    }
+    (worst, windows)
+}
+
+#[test]
+fn a_48k_sine_comes_out_of_alsa_as_it_went_in() {
+    let (stats, drops, samples) = play("iso_equal48", 48_000, 0.0, 3.0, None);
+    let (worst, windows) = worst_window_error_db(&samples, 2, 48_000.0);
+    assert!(windows > 200, "only {windows} windows played");
+    // Tolerance: every 10 ms window within -60 dBFS RMS of a clean 1 kHz sine (S16 input
+    // quantisation alone is about -101 dBFS; the sinc resampler adds little more).
+    assert!(worst < -60.0, "worst window error {worst:.1} dBFS");
+    assert_eq!((stats.underruns, stats.overruns, drops), (0, 0, 0), "{stats:?}");
+    eprintln!("48k -> 48k: worst window error {worst:.1} dBFS over {windows} windows; {stats:?}");
+}
+
+#[test]
+fn a_44k1_device_is_resampled_to_a_48k_output() {
+    let (stats, drops, samples) = play("iso_equal44", 44_100, 0.0, 3.0, Some(48_000));
+    let (worst, windows) = worst_window_error_db(&samples, 2, 48_000.0);
+    assert!(windows > 200, "only {windows} windows played");
+    assert!(worst < -60.0, "worst window error {worst:.1} dBFS");
+    assert_eq!((stats.underruns, stats.overruns, drops), (0, 0, 0), "{stats:?}");
+    assert!((stats.ratio / (48_000.0 / 44_100.0) - 1.0).abs() < 0.0011, "ratio {}", stats.ratio);
+    eprintln!("44.1k -> 48k: worst window error {worst:.1} dBFS over {windows} windows; {stats:?}");
+}
+
+/// 60 s in real time (the longest test; about a minute of CI).
+#[test]
+fn a_500_ppm_fast_device_holds_the_latency_for_60_s_without_underrun() {
+    let seconds = std::env::var("ISOSCOPE_DRIFT_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60.0);
+    let (stats, drops, _) = play("iso_drift", 48_000, 500.0, seconds, None);
+    eprintln!("drift 500 ppm for {seconds} s: {stats:?}");
+    assert_eq!((stats.underruns, stats.overruns, drops), (0, 0, 0), "{stats:?}");
+    let median = stats.latency_ms_median.unwrap();
+    let p99 = stats.latency_ms_p99.unwrap();
+    assert!((median - 20.0).abs() <= 2.0, "median latency {median} ms, target 20");
+    assert!(p99 <= 26.0, "p99 latency {p99} ms");
+    assert!((stats.correction_ppm + 500.0).abs() < 100.0, "correction {} ppm", stats.correction_ppm);
+}
+
+/// `isoscope monitor` with ALSA configured to a sound card that does not exist.
+fn monitor_without_sound_card(extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nocard.conf");
+    std::fs::write(&conf, "pcm.!default { type plug slave.pcm \"hw:99,0\" }\n").unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_isoscope"))
+        .args(["monitor", "--device", "sim", "--seconds", "0.3", "--quiet"])
+        .args(extra)
+        .env("ALSA_CONFIG_PATH", &conf)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn without_a_sound_card_monitoring_fails_clearly_but_recording_goes_on() {
+    let out = monitor_without_sound_card(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no sound card") && err.contains("recording work without one"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("r.wav");
+    let out = monitor_without_sound_card(&["--wav", wav.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: no sound card") && err.contains("Recording without monitoring"), "{err}");
+    assert!(hound::WavReader::open(&wav).unwrap().duration() > 0);
+}
