@@ -43,6 +43,8 @@ impl DeviceError {
             )
         } else if text.contains("EBUSY") {
             Some("Another program holds the device: close it (e.g. a sound server using it) and start again.")
+        } else if matches!(self, DeviceError::Discovery(_)) {
+            Some("USB devices are found through sysfs (/sys/bus/usb/devices); without it, pick a simulated device.")
         } else if matches!(self, DeviceError::NotFound(_)) {
             Some("Pick a device from the list, or plug it in and press Refresh.")
         } else {
@@ -125,7 +127,7 @@ pub fn open(selector: &str, req: &StreamRequest) -> Result<(Opened, Option<Strin
         }
         sel => {
             let devices = discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES))
-                .map_err(|e| DeviceError::Discovery(e.to_string()))?;
+                .map_err(|e| DeviceError::Discovery(format!("looking for '{selector}': {e}")))?;
             let info = sel.find(&devices).ok_or_else(|| DeviceError::NotFound(selector.to_string()))?;
             Ok((Opened::Usb(Box::new(open_capture(info, req)?)), None))
         }
