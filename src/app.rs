@@ -567,7 +567,6 @@ impl IsoscopeApp {
                 {
                     self.cmds.push(Command::CopyBugReport);
                 }
-                egui::widgets::global_theme_preference_buttons(ui);
             });
         });
         egui::TopBottomPanel::top("tabs").show(ctx, |ui| {
@@ -579,6 +578,9 @@ impl IsoscopeApp {
                     ui.separator();
                     ui.weak(format!("saved {}", p.display()));
                 }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    egui::widgets::global_theme_preference_buttons(ui);
+                });
             });
             if let Some(n) = &self.note {
                 ui.colored_label(egui::Color32::from_rgb(220, 140, 0), n);

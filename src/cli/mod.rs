@@ -279,9 +279,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn gui(device: Option<String>, shot: Option<isoscope::app::GuiOptions>) -> anyhow::Result<ExitCode> {
     let opts = shot.unwrap_or(isoscope::app::GuiOptions { device, ..Default::default() });
-    match isoscope::app::run(opts).map_err(anyhow::Error::msg)? {
-        Some(path) => eprintln!("isoscope: saved {}", path.display()),
-        None => {}
+    if let Some(path) = isoscope::app::run(opts).map_err(anyhow::Error::msg)? {
+        eprintln!("isoscope: saved {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

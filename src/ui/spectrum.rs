@@ -66,7 +66,11 @@ impl Analysis {
         for (c, pyr) in h.channels.iter().enumerate() {
             let t = pyr.total();
             pyr.copy_range(t.saturating_sub(size), t, &mut self.scratch);
-            self.spectra[c].process(&self.scratch);
+            // A partial block would be zero-padded: the step leaks everywhere and would stick
+            // in the peak hold. Wait for a whole one.
+            if self.scratch.len() == size {
+                self.spectra[c].process(&self.scratch);
+            }
             if !s.peak_hold {
                 self.spectra[c].reset_peak();
             }
@@ -206,5 +210,7 @@ fn bar(ui: &mut egui::Ui, name: &str, db: f32) {
         egui::Color32::from_rgb(60, 170, 80)
     };
     let text = if db <= DB_FLOOR { format!("{name} -inf dBFS") } else { format!("{name} {db:.1} dBFS") };
+    // Dark text on the bright bar, readable in both themes.
+    let text = egui::RichText::new(text).color(egui::Color32::from_gray(10));
     ui.add(egui::ProgressBar::new(frac).fill(color).text(text).desired_width(200.0));
 }
