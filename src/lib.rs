@@ -4,12 +4,15 @@
 //! The data path, in the order bytes travel:
 //! [`usb`] (devices, URBs) -> [`dma`] (the mmap'd buffer pool) -> [`capture`] (the engine
 //! thread: reap, walk packets, copy valid bytes) -> [`dsp`] (decode) -> lock-free rings to
-//! consumers. [`sim`] provides devices without hardware.
+//! consumers. [`sim`] provides devices without hardware. [`app`] and [`ui`] are the
+//! desktop GUI (eframe); [`audio`] replays a capture through cpal; [`record`] writes WAV and CSV.
 
+pub mod app;
 pub mod audio;
 pub mod capture;
 pub mod dma;
 pub mod dsp;
 pub mod record;
 pub mod sim;
+pub mod ui;
 pub mod usb;

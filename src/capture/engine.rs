@@ -1,6 +1,13 @@
 //! The engine: sets a capture up (plan, pool, preflight, fallback), then runs the capture
 //! thread that reaps URBs, resubmits, walks packets, copies the valid bytes out of the
 //! slot, decodes, and pushes whole frames into SPSC rings without ever blocking.
+//!
+//! For the UI it also keeps, at a cost of a few relaxed atomic stores per URB: each slot's
+//! state ([`SlotStates`]), a raw copy of one URB on request ([`RawTap`]), and the reap
+//! latency. usbfs gives no completion timestamp, so the latency is measured from when the
+//! URB's last packet was due on the bus (streaming start + packets so far x packet period)
+//! to the reap; it includes the engine's own wake-up delay and any drift between the bus
+//! clock and the host's.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -14,6 +21,7 @@ use ringbuf::traits::{Observer, Producer};
 use ringbuf::HeapProd;
 
 use super::backend::{Backend, BackendError, BackendInfo};
+use super::monitor::{raw_tap, RawSource, RawTap, SlotState, SlotStates};
 use super::plan::{ModeRequest, StreamConfig, UrbPlan};
 use super::stats::{thread_cpu_ns, CaptureCounters, StatsSnapshot};
 use crate::dma::{
@@ -137,6 +145,8 @@ pub enum Event {
 pub struct Capture {
     info: CaptureInfo,
     counters: Arc<CaptureCounters>,
+    slots: SlotStates,
+    raw: RawTap,
     commands: Sender<Command>,
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
@@ -193,7 +203,7 @@ fn zero_copy_pool<B: Backend>(
     BufferPool::mapped(layout, |len| backend.map_dma(len).map_err(|e| ZeroCopyRefusal::Mmap(e, len)))
 }
 
-type Prepared<B> = (Worker<B>, CaptureInfo, Sender<Command>, Receiver<Event>);
+type Prepared<B> = (Worker<B>, CaptureInfo, Sender<Command>, Receiver<Event>, RawTap);
 
 /// Everything before streaming, on the caller's thread: the plan, the pool (zero-copy,
 /// copy, or the fallback), the preflight budget check, the URBs and their first submission.
@@ -234,8 +244,12 @@ fn prepare<B: Backend>(
         urbs.push(urb);
     }
     let spare = urbs.split_off(plan.urbs_in_flight);
+    let slots = SlotStates::new(plan.total_urbs());
+    let stream_t0 = Instant::now();
     for urb in urbs {
+        let id = urb.id();
         backend.submit(urb).map_err(|(_, e)| CaptureError::from_backend(&name, e))?;
+        slots.set(id, SlotState::InFlight);
     }
 
     let info = CaptureInfo { device, stream, plan, memory, limit, path, fallback };
@@ -243,7 +257,13 @@ fn prepare<B: Backend>(
     let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(4);
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let max_bytes = plan.packets_per_urb * stream.packet_len as usize;
+    let (tap, raw) = raw_tap(max_bytes, plan.packets_per_urb);
     let worker = Worker {
+        slots,
+        raw,
+        stream_t0,
+        urb_period_ns: u64::from(stream.packet_period_us()) * 1000 * plan.packets_per_urb as u64,
+        urbs_due: 0,
         backend,
         name,
         format: stream.format,
@@ -256,7 +276,7 @@ fn prepare<B: Backend>(
         events: ev_tx,
         urb_limit,
     };
-    Ok((worker, info, cmd_tx, ev_rx))
+    Ok((worker, info, cmd_tx, ev_rx, tap))
 }
 
 impl Capture {
@@ -271,13 +291,14 @@ impl Capture {
         cfg: &CaptureConfig,
         sinks: Vec<Sink>,
     ) -> Result<Capture, CaptureError> {
-        let (worker, info, commands, events) = prepare(backend, stream, cfg, sinks, None)?;
+        let (worker, info, commands, events, raw) = prepare(backend, stream, cfg, sinks, None)?;
         let counters = Arc::clone(&worker.counters);
+        let slots = worker.slots.clone();
         let thread = std::thread::Builder::new()
             .name("isoscope-capture".into())
             .spawn(move || worker.run())
             .map_err(|e| CaptureError::Thread(e.to_string()))?;
-        Ok(Capture { info, counters, commands, events, thread: Some(thread) })
+        Ok(Capture { info, counters, slots, raw, commands, events, thread: Some(thread) })
     }
 
     /// Runs a capture on the calling thread until `urbs` URBs were delivered (or it ends),
@@ -290,7 +311,7 @@ impl Capture {
         sinks: Vec<Sink>,
         urbs: u64,
     ) -> Result<(CaptureInfo, StatsSnapshot), CaptureError> {
-        let (worker, info, _commands, events) = prepare(backend, stream, cfg, sinks, Some(urbs))?;
+        let (worker, info, _commands, events, _raw) = prepare(backend, stream, cfg, sinks, Some(urbs))?;
         let counters = Arc::clone(&worker.counters);
         worker.run();
         match events.try_recv() {
@@ -310,6 +331,16 @@ impl Capture {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.counters.snapshot()
+    }
+
+    /// Each URB slot's state, indexed by URB id (live).
+    pub fn slot_states(&self) -> &SlotStates {
+        &self.slots
+    }
+
+    /// Asks for and collects a raw copy of one reaped URB.
+    pub fn raw_tap(&self) -> &RawTap {
+        &self.raw
     }
 
     /// Events from the engine thread (at most one: how it ended).
@@ -351,6 +382,14 @@ impl Drop for Capture {
 /// Everything the capture thread owns; allocated before the thread starts.
 struct Worker<B: Backend> {
     backend: B,
+    slots: SlotStates,
+    raw: RawSource,
+    /// When the first URB was submitted: the bus time origin for reap latency.
+    stream_t0: Instant,
+    /// Bus time one URB covers.
+    urb_period_ns: u64,
+    /// URBs reaped with bus time (not cancelled) so far.
+    urbs_due: u64,
     name: String,
     format: PcmFormat,
     sinks: Vec<Sink>,
@@ -431,7 +470,7 @@ impl<B: Backend> Worker<B> {
                     let empty = urb.packets().all(|p| p.data.is_empty());
                     hole |= urb.status() != 0 || empty;
                     if hole {
-                        self.spare.push(urb);
+                        self.free(urb);
                     } else {
                         let _ = self.on_reaped(urb, false);
                     }
@@ -445,35 +484,50 @@ impl<B: Backend> Worker<B> {
     /// Handles one completed URB: resubmit a spare first (so the kernel's queue stays
     /// full), then deliver this one's valid bytes, then keep it as the next spare.
     fn on_reaped(&mut self, urb: IsoUrb, resubmit: bool) -> Result<(), BackendError> {
+        let id = urb.id();
+        self.slots.set(id, SlotState::Completed);
         match urb.status() {
             s if s == -libc::ENOENT || s == -libc::ECONNRESET => {
-                self.spare.push(urb); // cancelled by discard: no data
+                self.free(urb); // cancelled by discard: no data
                 return Ok(());
             }
             s if s == -libc::ESHUTDOWN || s == -libc::ENODEV => {
-                self.spare.push(urb);
+                self.free(urb);
                 return Err(BackendError::Disconnected);
             }
             _ => {}
         }
+        self.urbs_due += 1;
+        let due = self.stream_t0 + Duration::from_nanos(self.urbs_due * self.urb_period_ns);
+        self.counters.count_latency(Instant::now().saturating_duration_since(due).as_nanos() as u64);
         if resubmit {
             if let Some(mut next) = self.spare.pop() {
                 next.prepare();
+                let next_id = next.id();
+                self.slots.set(next_id, SlotState::InFlight);
                 if let Err((next, e)) = self.backend.submit(next) {
-                    self.spare.push(next);
+                    self.free(next);
                     self.deliver(&urb);
-                    self.spare.push(urb);
+                    self.free(urb);
                     return Err(e);
                 }
             }
         }
         self.deliver(&urb);
-        self.spare.push(urb);
+        self.free(urb);
         Ok(())
+    }
+
+    /// Keeps `urb` as a spare.
+    fn free(&mut self, urb: IsoUrb) {
+        self.slots.set(urb.id(), SlotState::Free);
+        self.spare.push(urb);
     }
 
     /// Walks the packets at their fixed offsets and pushes the valid bytes (DESIGN invariant 1).
     fn deliver(&mut self, urb: &IsoUrb) {
+        self.slots.set(urb.id(), SlotState::BeingRead);
+        self.raw.offer(urb);
         let c = &self.counters;
         let fb = self.format.frame_bytes();
         c.urbs.fetch_add(1, Relaxed);

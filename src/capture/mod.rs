@@ -4,10 +4,12 @@
 
 pub mod backend;
 pub mod engine;
+pub mod monitor;
 pub mod plan;
 pub mod stats;
 
 pub use backend::{Backend, BackendError, BackendInfo};
 pub use engine::{Capture, CaptureConfig, CaptureError, CaptureInfo, Command, Event, Sink};
+pub use monitor::{RawPacket, RawSnapshot, RawTap, SlotState, SlotStates};
 pub use plan::{ModeRequest, StreamConfig, UrbPlan};
 pub use stats::{CaptureCounters, StatsSnapshot};

@@ -26,7 +26,9 @@ impl StreamConfig {
 }
 
 /// Which buffer memory to capture with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeRequest {
     /// Zero-copy if the kernel allows it, else copy mode, said out loud.

@@ -54,6 +54,12 @@ pub struct CaptureCounters {
     pub syscalls: AtomicU64,
     /// Wall time since streaming started, ns.
     pub elapsed_ns: AtomicU64,
+    /// Reap latency (see [`crate::capture::engine`]): the time from when a URB's last packet
+    /// was due on the bus to when the engine reaped it. Last value, maximum, sum and count.
+    pub reap_latency_last_ns: AtomicU64,
+    pub reap_latency_max_ns: AtomicU64,
+    pub reap_latency_sum_ns: AtomicU64,
+    pub reap_latency_count: AtomicU64,
 }
 
 impl CaptureCounters {
@@ -71,6 +77,13 @@ impl CaptureCounters {
                 self.urbs_copy.fetch_add(1, Relaxed)
             }
         };
+    }
+
+    pub(crate) fn count_latency(&self, ns: u64) {
+        self.reap_latency_last_ns.store(ns, Relaxed);
+        self.reap_latency_max_ns.fetch_max(ns, Relaxed);
+        self.reap_latency_sum_ns.fetch_add(ns, Relaxed);
+        self.reap_latency_count.fetch_add(1, Relaxed);
     }
 
     /// A copy of every counter.
@@ -100,6 +113,10 @@ impl CaptureCounters {
             cpu_ns: self.cpu_ns.load(Relaxed),
             syscalls: self.syscalls.load(Relaxed),
             elapsed_ns: self.elapsed_ns.load(Relaxed),
+            reap_latency_last_ns: self.reap_latency_last_ns.load(Relaxed),
+            reap_latency_max_ns: self.reap_latency_max_ns.load(Relaxed),
+            reap_latency_sum_ns: self.reap_latency_sum_ns.load(Relaxed),
+            reap_latency_count: self.reap_latency_count.load(Relaxed),
         }
     }
 }
@@ -123,9 +140,21 @@ pub struct StatsSnapshot {
     pub cpu_ns: u64,
     pub syscalls: u64,
     pub elapsed_ns: u64,
+    pub reap_latency_last_ns: u64,
+    pub reap_latency_max_ns: u64,
+    pub reap_latency_sum_ns: u64,
+    pub reap_latency_count: u64,
 }
 
 impl StatsSnapshot {
+    /// Mean reap latency in microseconds (0 before the first URB).
+    pub fn reap_latency_mean_us(&self) -> f64 {
+        if self.reap_latency_count == 0 {
+            return 0.0;
+        }
+        self.reap_latency_sum_ns as f64 / self.reap_latency_count as f64 / 1000.0
+    }
+
     /// Engine CPU time per MiB of payload, in microseconds.
     pub fn cpu_us_per_mib(&self) -> f64 {
         if self.bytes == 0 {

@@ -15,13 +15,11 @@ use isoscope::capture::ModeRequest;
 
 /// isoscope: USB isochronous oscilloscope and audio monitor with usbfs zero-copy capture.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(version, about, long_about = None)]
 pub struct Args {
+    /// Without a subcommand: the GUI, capturing from the first USB device, else the simulated one.
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Without a subcommand: capture from the default device with a live status line.
-    #[command(flatten)]
-    pub capture: CaptureArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,6 +44,37 @@ pub enum Command {
     /// Check that a WAV recording is an unbroken, bit-exact run of a test signal
     /// (e.g. what `arecord` recorded from `isoscope virtual-device`).
     VerifyWav(VerifyWavArgs),
+    /// The GUI (the default).
+    Gui(GuiArgs),
+    /// Render the GUI after N seconds of capture and save it as PNG, then exit (needs a
+    /// display: under CI, run it in xvfb-run).
+    Screenshot(ScreenshotArgs),
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct GuiArgs {
+    /// The device to open (default: the last one used, at first "auto").
+    #[arg(long, short = 'd')]
+    pub device: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScreenshotArgs {
+    /// The device: auto, sim, sim:SIGNAL, BUS:DEV, VID:PID or a /dev/bus/usb path.
+    #[arg(long, short = 'd', default_value = "auto")]
+    pub device: String,
+    /// Seconds of capture before the screenshot.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Where to save the PNG.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Theme: dark or light.
+    #[arg(long, default_value = "dark")]
+    pub theme: String,
+    /// The tab to show: scope, spectrum, pool, compare.
+    #[arg(long, default_value = "scope")]
+    pub tab: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -290,8 +319,8 @@ fn parse_sample_format(s: &str) -> Result<isoscope::dsp::SampleFormat, String> {
         .ok_or_else(|| format!("unknown sample format '{s}': use u8, s16, s24, s24_4, s32 or f32"))
 }
 
-/// Runs the chosen subcommand. With none, captures from the default device with a live
-/// status line until Ctrl-C.
+/// Runs the chosen subcommand. With none, opens the GUI on the first USB capture device
+/// isoscope may open, else the simulated device.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(Command::List(a)) => inspect::list(&a),
@@ -303,8 +332,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::VerifyWav(a)) => verify_wav(&a),
         Some(Command::Bench(a)) => bench::run(&a),
         Some(Command::Monitor(a)) => monitor::run(&a),
-        None => capture::run(&args.capture),
+        Some(Command::Gui(a)) => gui(a.device, None),
+        Some(Command::Screenshot(a)) => screenshot(&a),
+        None => gui(None, None),
     }
+}
+
+fn gui(device: Option<String>, shot: Option<isoscope::app::GuiOptions>) -> anyhow::Result<ExitCode> {
+    let opts = shot.unwrap_or(isoscope::app::GuiOptions { device, ..Default::default() });
+    if let Some(path) = isoscope::app::run(opts).map_err(anyhow::Error::msg)? {
+        eprintln!("isoscope: saved {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn screenshot(a: &ScreenshotArgs) -> anyhow::Result<ExitCode> {
+    use isoscope::app::{GuiOptions, Tab};
+    anyhow::ensure!(
+        a.seconds.is_finite() && a.seconds >= 0.0,
+        "--seconds must be a number >= 0, not {}",
+        a.seconds
+    );
+    let dark = match a.theme.as_str() {
+        "dark" => true,
+        "light" => false,
+        t => anyhow::bail!("unknown theme '{t}': use dark or light"),
+    };
+    let tab = match a.tab.as_str() {
+        "scope" => Tab::Scope,
+        "spectrum" => Tab::Spectrum,
+        "pool" => Tab::Pool,
+        "compare" => Tab::Compare,
+        t => anyhow::bail!("unknown tab '{t}': use scope, spectrum, pool or compare"),
+    };
+    let opts = GuiOptions {
+        device: Some(a.device.clone()),
+        screenshot: Some((std::time::Duration::from_secs_f64(a.seconds), a.out.clone())),
+        dark: Some(dark),
+        tab: Some(tab),
+        fresh: true,
+    };
+    gui(None, Some(opts))
 }
 
 fn verify_wav(args: &VerifyWavArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,271 @@
+//! The device panel: the picker (simulated signals and USB audio capture devices), format
+//! and rate, capture mode, run/stop/single; and the one function that opens a device, so
+//! new kinds of device are added in one place.
+
+use eframe::egui;
+use std::path::Path;
+
+use crate::capture::{Capture, CaptureConfig, CaptureError, ModeRequest, Sink};
+use crate::dsp::SampleFormat;
+use crate::sim::signal::SignalError;
+use crate::sim::{Signal, SimConfig, SimDevice, SimError};
+use crate::usb::discovery::{self, DeviceSelector, SelectorError};
+use crate::usb::open::{open_capture, OpenError, UsbCapture};
+use crate::usb::uac::StreamRequest;
+
+use super::Command;
+
+/// Why a device could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("no USB device matches '{0}'; the device list shows what is connected")]
+    NotFound(String),
+    #[error("cannot list USB devices: {0}")]
+    Discovery(String),
+}
+
+impl DeviceError {
+    /// What the user can do about it, if there is a standard fix.
+    pub fn fix(&self) -> Option<&'static str> {
+        let text = self.to_string();
+        if text.contains("EACCES") || text.contains("ermission") || text.contains("EPERM") {
+            Some(
+                "Install the udev rule: sudo cp assets/60-isoscope.rules /etc/udev/rules.d/ && \
+                 sudo udevadm control --reload && sudo udevadm trigger, then replug the device.",
+            )
+        } else if text.contains("EBUSY") {
+            Some("Another program holds the device: close it (e.g. a sound server using it) and start again.")
+        } else if matches!(self, DeviceError::Discovery(_)) {
+            Some("USB devices are found through sysfs (/sys/bus/usb/devices); without it, pick a simulated device.")
+        } else if matches!(self, DeviceError::NotFound(_)) {
+            Some("Pick a device from the list, or plug it in and press Refresh.")
+        } else {
+            None
+        }
+    }
+}
+
+/// A device ready to capture from.
+pub enum Opened {
+    Sim(Box<SimDevice>),
+    Usb(Box<UsbCapture>),
+}
+
+impl Opened {
+    /// Starts a capture on it, pushing decoded frames into `sinks`.
+    pub fn start(self, cfg: &CaptureConfig, sinks: Vec<Sink>) -> Result<Capture, CaptureError> {
+        match self {
+            Opened::Sim(dev) => Capture::start(dev.backend(), dev.stream(), cfg, sinks),
+            Opened::Usb(usb) => {
+                let usb = *usb;
+                Capture::start(usb.backend, usb.stream, cfg, sinks)
+            }
+        }
+    }
+
+    /// The stream it will capture.
+    pub fn stream(&self) -> crate::capture::StreamConfig {
+        match self {
+            Opened::Sim(dev) => dev.stream(),
+            Opened::Usb(usb) => usb.stream,
+        }
+    }
+
+    /// A few lines about the device for the bug report.
+    pub fn summary(&self) -> String {
+        match self {
+            Opened::Sim(dev) => format!("{} (simulated, in process)", dev.name()),
+            Opened::Usb(usb) => {
+                let mut s = format!("stream: {}", usb.chosen);
+                for (i, d) in &usb.detached {
+                    s.push_str(&format!("\ntook interface {i} from {d}"));
+                }
+                s
+            }
+        }
+    }
+}
+
+/// Opens what `selector` names. "auto": the first USB audio capture device that opens,
+/// else the simulated device; the second value says why it fell back, for the screen.
+pub fn open(selector: &str, req: &StreamRequest) -> Result<(Opened, Option<String>), DeviceError> {
+    match selector.parse::<DeviceSelector>()? {
+        DeviceSelector::Sim(signal) => {
+            let signal = match signal {
+                Some(s) => s.parse::<Signal>()?,
+                None => Signal::default(),
+            };
+            Ok((open_sim(signal, req)?, None))
+        }
+        DeviceSelector::Auto => {
+            let devices =
+                discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES)).unwrap_or_default();
+            let mut reasons = Vec::new();
+            for info in devices.iter().filter(|d| has_audio_capture(d)) {
+                match open_capture(info, req) {
+                    Ok(c) => return Ok((Opened::Usb(Box::new(c)), None)),
+                    Err(e) => reasons.push(format!("{}: {e}", info.label())),
+                }
+            }
+            let why = if reasons.is_empty() {
+                "No USB audio capture device found: showing the built-in simulated device.".to_string()
+            } else {
+                format!(
+                    "No USB capture device could be opened ({}): showing the built-in simulated device.",
+                    reasons.join("; ")
+                )
+            };
+            Ok((open_sim(Signal::default(), req)?, Some(why)))
+        }
+        sel => {
+            let devices = discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES))
+                .map_err(|e| DeviceError::Discovery(format!("looking for '{selector}': {e}")))?;
+            let info = sel.find(&devices).ok_or_else(|| DeviceError::NotFound(selector.to_string()))?;
+            Ok((Opened::Usb(Box::new(open_capture(info, req)?)), None))
+        }
+    }
+}
+
+fn open_sim(signal: Signal, req: &StreamRequest) -> Result<Opened, DeviceError> {
+    let mut cfg = SimConfig { signal, ..SimConfig::default() };
+    cfg.format.sample = req.sample.unwrap_or(cfg.format.sample);
+    cfg.format.channels = req.channels.unwrap_or(cfg.format.channels).clamp(1, 8);
+    cfg.format.rate = req.rate.unwrap_or(cfg.format.rate).clamp(1_000, 384_000);
+    Ok(Opened::Sim(Box::new(SimDevice::new(cfg)?)))
+}
+
+/// Whether a device has an audio streaming interface with an iso IN endpoint.
+pub fn has_audio_capture(info: &discovery::UsbDeviceInfo) -> bool {
+    crate::usb::descriptors::parse(&info.descriptors).is_ok_and(|d| !d.audio_streams().is_empty())
+}
+
+/// One entry of the picker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceEntry {
+    pub selector: String,
+    pub label: String,
+}
+
+/// What the picker offers: auto, the simulated signals, and USB audio capture devices.
+pub fn available() -> Vec<DeviceEntry> {
+    let mut v = vec![DeviceEntry {
+        selector: "auto".into(),
+        label: "auto (first USB device, else simulated)".into(),
+    }];
+    for (sel, label) in [
+        ("sim:sine:1000", "simulated: sine 1 kHz"),
+        ("sim:multitone:440,1000,5000", "simulated: three tones"),
+        ("sim:chirp:20-20000", "simulated: chirp 20 Hz-20 kHz"),
+        ("sim:square:500", "simulated: square 500 Hz"),
+        ("sim:noise", "simulated: white noise"),
+    ] {
+        v.push(DeviceEntry { selector: sel.into(), label: label.into() });
+    }
+    if let Ok(devices) = discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES)) {
+        for d in devices.iter().filter(|d| has_audio_capture(d)) {
+            v.push(DeviceEntry { selector: format!("{}:{}", d.busnum, d.devnum), label: d.label() });
+        }
+    }
+    v
+}
+
+/// Rates, channel counts and formats the picker offers.
+pub const RATES: [u32; 6] = [44_100, 48_000, 88_200, 96_000, 176_400, 192_000];
+pub const CHANNELS: [u16; 4] = [1, 2, 4, 8];
+pub const FORMATS: [SampleFormat; 4] =
+    [SampleFormat::S16Le, SampleFormat::S24_3Le, SampleFormat::S32Le, SampleFormat::F32Le];
+
+/// The picker's state (the list is read once and on Refresh, never per frame).
+#[derive(Default)]
+pub struct DevicesPanel {
+    pub entries: Vec<DeviceEntry>,
+}
+
+/// What the device bar shows and edits.
+pub struct DeviceBar<'a> {
+    pub device: &'a mut String,
+    pub rate: &'a mut Option<u32>,
+    pub channels: &'a mut Option<u16>,
+    pub sample: &'a mut Option<String>,
+    pub mode: &'a mut ModeRequest,
+    pub running: bool,
+}
+
+impl DevicesPanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, bar: DeviceBar<'_>, cmds: &mut Vec<Command>) {
+        if self.entries.is_empty() {
+            self.entries = available();
+        }
+        let current = self
+            .entries
+            .iter()
+            .find(|e| e.selector == *bar.device)
+            .map_or_else(|| bar.device.clone(), |e| e.label.clone());
+        let mut changed = false;
+        egui::ComboBox::from_id_salt("device").width(230.0).selected_text(current).show_ui(ui, |ui| {
+            for e in &self.entries {
+                changed |= ui.selectable_value(bar.device, e.selector.clone(), &e.label).changed();
+            }
+        });
+        if ui.button("⟳").on_hover_text("Refresh the device list").clicked() {
+            self.entries = available();
+        }
+        let rate_text = bar.rate.map_or("rate: default".to_string(), |r| format!("{r} Hz"));
+        egui::ComboBox::from_id_salt("rate").selected_text(rate_text).show_ui(ui, |ui| {
+            changed |= ui.selectable_value(bar.rate, None, "default").changed();
+            for r in RATES {
+                changed |= ui.selectable_value(bar.rate, Some(r), format!("{r} Hz")).changed();
+            }
+        });
+        let ch_text = bar.channels.map_or("channels: default".to_string(), |c| format!("{c} ch"));
+        egui::ComboBox::from_id_salt("channels").selected_text(ch_text).show_ui(ui, |ui| {
+            changed |= ui.selectable_value(bar.channels, None, "default").changed();
+            for c in CHANNELS {
+                changed |= ui.selectable_value(bar.channels, Some(c), format!("{c} ch")).changed();
+            }
+        });
+        let fmt_text = bar.sample.clone().unwrap_or_else(|| "format: default".into());
+        egui::ComboBox::from_id_salt("format").selected_text(fmt_text).show_ui(ui, |ui| {
+            changed |= ui.selectable_value(bar.sample, None, "default").changed();
+            for f in FORMATS {
+                changed |= ui.selectable_value(bar.sample, Some(f.name().to_string()), f.name()).changed();
+            }
+        });
+        let mode_text = mode_name(*bar.mode);
+        egui::ComboBox::from_id_salt("mode").selected_text(mode_text).show_ui(ui, |ui| {
+            for m in [ModeRequest::Auto, ModeRequest::ZeroCopy, ModeRequest::Copy] {
+                changed |= ui.selectable_value(bar.mode, m, mode_name(m)).changed();
+            }
+        });
+        if changed && bar.running {
+            cmds.push(Command::Restart);
+        }
+        ui.separator();
+        if bar.running {
+            if ui.button("⏹ Stop").on_hover_text("Stop the capture (Space)").clicked() {
+                cmds.push(Command::Stop);
+            }
+        } else if ui.button("▶ Run").on_hover_text("Start the capture (Space)").clicked() {
+            cmds.push(Command::Start);
+        }
+        if ui.button("Single").on_hover_text("Capture until one trigger, then stop (S)").clicked() {
+            cmds.push(Command::Single);
+        }
+    }
+}
+
+pub fn mode_name(m: ModeRequest) -> &'static str {
+    match m {
+        ModeRequest::Auto => "mode: auto",
+        ModeRequest::ZeroCopy => "mode: zero-copy",
+        ModeRequest::Copy => "mode: copy",
+    }
+}

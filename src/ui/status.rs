@@ -1,0 +1,61 @@
+//! The status bar: device, rate, format, mode, throughput, drops and errors.
+
+use crate::capture::{CaptureInfo, StatsSnapshot};
+use crate::dma::human_bytes;
+use eframe::egui;
+
+/// What the status bar shows.
+pub struct Status<'a> {
+    pub info: Option<&'a CaptureInfo>,
+    pub stats: Option<&'a StatsSnapshot>,
+    pub bytes_per_s: f64,
+    pub running: bool,
+    pub note: Option<&'a str>,
+}
+
+pub fn ui(ui: &mut egui::Ui, s: Status<'_>) {
+    ui.horizontal_wrapped(|ui| {
+        let (dot, text) = if s.running {
+            (egui::Color32::from_rgb(60, 180, 90), "running")
+        } else {
+            (egui::Color32::from_gray(140), "stopped")
+        };
+        ui.colored_label(dot, "●");
+        ui.label(text);
+        if let Some(info) = s.info {
+            ui.separator();
+            if info.device.simulated {
+                ui.colored_label(egui::Color32::from_rgb(220, 140, 0), "SIMULATED");
+            }
+            ui.label(&info.device.name);
+            ui.separator();
+            let f = info.stream.format;
+            ui.label(format!("{} Hz", f.rate));
+            ui.label(format!("{} × {}", f.channels, f.sample));
+            ui.separator();
+            ui.label(info.path.to_string());
+        }
+        if let Some(st) = s.stats {
+            ui.separator();
+            ui.label(format!("{}/s", human_bytes(s.bytes_per_s as u64)));
+            ui.separator();
+            let drops = st.ring_drops;
+            let errs = st.packet_errors;
+            let warn = egui::Color32::from_rgb(220, 80, 60);
+            if drops > 0 {
+                ui.colored_label(warn, format!("drops {drops}"));
+            } else {
+                ui.label("drops 0");
+            }
+            if errs > 0 {
+                ui.colored_label(warn, format!("packet errors {errs}"));
+            } else {
+                ui.label("errors 0");
+            }
+        }
+        if let Some(n) = s.note {
+            ui.separator();
+            ui.colored_label(egui::Color32::from_rgb(220, 140, 0), n);
+        }
+    });
+}
