@@ -1,6 +1,7 @@
 //! The eframe application: persisted settings (kept apart from runtime handles), the
 //! running capture and its history, the panels, and the commands they return, applied at
-//! the end of each frame. Also screenshots and the bug report.
+//! the end of each frame. Also the audio monitor and recordings that come and go beside
+//! a capture, screenshots and the bug report.
 
 use eframe::egui;
 use std::path::{Path, PathBuf};
@@ -10,11 +11,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ringbuf::traits::Split;
 use ringbuf::{HeapCons, HeapRb};
 
+use crate::audio::{ChannelMap, Monitor, MonitorConfig, OutputInfo};
 use crate::capture::{
     Capture, CaptureConfig, CaptureInfo, Event, ModeRequest, RawSnapshot, Sink, StatsSnapshot,
 };
 use crate::dma::{human_bytes, TransferPath};
 use crate::dsp::SampleFormat;
+use crate::record::{Recording, WavSamples};
+use crate::ui::audio::{AudioSettings, AudioView};
 use crate::ui::compare::{AbResult, AbSettings, AbState, ComparePanel};
 use crate::ui::devices::{self, DeviceBar, DevicesPanel};
 use crate::ui::scope::{ScopePanel, ScopeSettings};
@@ -62,6 +66,7 @@ pub struct Settings {
     pub scope: ScopeSettings,
     pub spectrum: SpectrumSettings,
     pub ab: AbSettings,
+    pub audio: AudioSettings,
 }
 
 impl Default for Settings {
@@ -78,6 +83,7 @@ impl Default for Settings {
             scope: ScopeSettings::default(),
             spectrum: SpectrumSettings::default(),
             ab: AbSettings::default(),
+            audio: AudioSettings::default(),
         }
     }
 }
@@ -114,6 +120,19 @@ pub struct Live {
     last_rate: (Instant, u64, f64),
 }
 
+/// The monitor and the recording: each runs beside the capture on its own ring, attached
+/// while the capture runs ([`Capture::attach`]).
+#[derive(Default)]
+pub struct AudioState {
+    pub monitor: Option<Monitor>,
+    /// Why monitoring is not playing (no sound card, busy, ...), with the fix in the text.
+    pub monitor_error: Option<String>,
+    pub outputs: Vec<OutputInfo>,
+    pub recording: Option<Recording>,
+    /// What the last recording wrote, or why it failed.
+    pub last_recording: Option<String>,
+}
+
 /// Where a headless screenshot run stands.
 #[derive(Clone, Debug, Default)]
 pub struct ScreenshotOutcome(pub Arc<Mutex<Option<Result<PathBuf, String>>>>);
@@ -135,7 +154,8 @@ pub struct IsoscopeApp {
     ab_restore: Option<ModeRequest>,
     pub raw: Option<RawSnapshot>,
     pub last_stats: Option<StatsSnapshot>,
-    /// Where screenshots and bug reports go.
+    pub audio: AudioState,
+    /// Where screenshots, bug reports, recordings and CSV exports go.
     pub out_dir: PathBuf,
     pub screenshot_pending: bool,
     pub last_saved: Option<PathBuf>,
@@ -174,6 +194,7 @@ impl IsoscopeApp {
             ab_restore: None,
             raw: None,
             last_stats: None,
+            audio: AudioState::default(),
             out_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             screenshot_pending: false,
             last_saved: None,
@@ -250,6 +271,9 @@ impl IsoscopeApp {
                     summary,
                     last_rate: (Instant::now(), 0, 0.0),
                 });
+                if self.settings.audio.monitor {
+                    self.start_monitor();
+                }
             }
             Err(e) => self.error = Some(UiError { message: e.to_string(), fix: None }),
         }
@@ -262,6 +286,118 @@ impl IsoscopeApp {
             self.last_stats = Some(stats);
             if let Some(e) = failure {
                 self.error = Some(UiError { message: e.to_string(), fix: None });
+            }
+        }
+        // The capture has ended, so its producers are gone: the recording writes what is
+        // left in its ring and closes the file.
+        self.stop_recording();
+        self.stop_monitor();
+    }
+
+    /// Starts monitoring the running capture (a no-op without one).
+    fn start_monitor(&mut self) {
+        self.stop_monitor();
+        let Some(live) = &self.live else { return };
+        let format = live.info.stream.format;
+        let a = &self.settings.audio;
+        // A saved map that does not fit this device falls back to the default.
+        let channel_map = a.channel_map.as_deref().and_then(|m| ChannelMap::parse(m, format.channels).ok());
+        let cfg = MonitorConfig {
+            output: a.output.clone(),
+            latency_ms: a.latency_ms.clamp(5.0, 500.0),
+            volume: a.volume,
+            muted: a.muted,
+            channel_map,
+            pacing: a.pacing,
+            ..MonitorConfig::default()
+        };
+        let (prod, cons) = Monitor::input_ring(format);
+        match Monitor::start(cons, format, &cfg) {
+            Ok(m) => match live.capture.attach(Sink::Frames(prod)) {
+                Ok(()) => {
+                    self.audio.monitor = Some(m);
+                    self.audio.monitor_error = None;
+                }
+                Err(e) => self.audio.monitor_error = Some(e.to_string()),
+            },
+            Err(e) => self.audio.monitor_error = Some(e.to_string()),
+        }
+    }
+
+    fn stop_monitor(&mut self) {
+        if let Some(m) = self.audio.monitor.take() {
+            m.stop();
+        }
+    }
+
+    /// Starts recording the running capture to a new WAV file in `out_dir`.
+    fn start_recording(&mut self) {
+        self.stop_recording();
+        let Some(live) = &self.live else {
+            self.audio.last_recording = Some("Start the capture first (Space), then record.".into());
+            return;
+        };
+        let format = live.info.stream.format;
+        let path = self.out_dir.join(format!("isoscope-{}.wav", unix_millis()));
+        let samples = if self.settings.audio.record_float { WavSamples::Float } else { WavSamples::Native };
+        // Two seconds of slack for the disk.
+        let (prod, cons) = Recording::ring(format, 2.0);
+        match Recording::start(cons, &path, format, samples) {
+            Ok(rec) => match live.capture.attach(Sink::Bytes(prod)) {
+                Ok(()) => self.audio.recording = Some(rec),
+                Err(e) => self.audio.last_recording = Some(e.to_string()),
+            },
+            Err(e) => self.audio.last_recording = Some(e.to_string()),
+        }
+    }
+
+    /// Stops the recording: everything already captured is written, then the file closed.
+    fn stop_recording(&mut self) {
+        if let Some(rec) = self.audio.recording.take() {
+            self.audio.last_recording = Some(match rec.stop() {
+                Ok(s) => {
+                    let rate = self.live.as_ref().map_or(self.history.rate, |l| l.info.stream.format.rate);
+                    format!(
+                        "saved {} ({} frames, {:.1} s)",
+                        s.path.display(),
+                        s.frames,
+                        s.frames as f64 / f64::from(rate.max(1))
+                    )
+                }
+                Err(e) => e.to_string(),
+            });
+        }
+    }
+
+    /// Saves the frames in the scope's view as CSV in `out_dir`.
+    fn export_csv(&mut self) {
+        let Some((a, b, _)) = self.scope.shown else { return };
+        let n = self.history.channels.len();
+        let (a, b) =
+            (a.max(self.history.channels.first().map_or(0, |p| p.oldest())), b.min(self.history.total()));
+        if n == 0 || b <= a {
+            return;
+        }
+        let mut lanes = vec![Vec::new(); n];
+        for (c, lane) in lanes.iter_mut().enumerate() {
+            self.history.channels[c].copy_range(a, b, lane);
+        }
+        let frames = lanes.iter().map(Vec::len).min().unwrap_or(0);
+        let mut interleaved = Vec::with_capacity(frames * n);
+        for i in 0..frames {
+            interleaved.extend(lanes.iter().map(|l| l[i]));
+        }
+        let path = self.out_dir.join(format!("isoscope-{}.csv", unix_millis()));
+        let result = std::fs::File::create(&path).and_then(|f| {
+            crate::record::write_csv(std::io::BufWriter::new(f), &interleaved, n, self.history.rate, a as u64)
+        });
+        match result {
+            Ok(()) => self.last_saved = Some(path),
+            Err(e) => {
+                self.error = Some(UiError {
+                    message: format!("cannot write {}: {e}", path.display()),
+                    fix: Some("Check the folder's permissions and free space.".into()),
+                })
             }
         }
     }
@@ -291,6 +427,10 @@ impl IsoscopeApp {
             self.stop();
             self.ab.running = false;
             self.error = Some(UiError { message: e.to_string(), fix: None });
+        }
+        // A recording whose thread ended by itself (a write error) is closed and said.
+        if self.audio.recording.as_ref().is_some_and(Recording::is_finished) {
+            self.stop_recording();
         }
         self.ab_tick();
     }
@@ -415,6 +555,28 @@ impl IsoscopeApp {
                         live.capture.raw_tap().request();
                     }
                 }
+                Command::ToggleMonitor => {
+                    self.settings.audio.monitor = !self.settings.audio.monitor;
+                    if self.settings.audio.monitor {
+                        self.start_monitor();
+                    } else {
+                        self.stop_monitor();
+                        self.audio.monitor_error = None;
+                    }
+                }
+                Command::RestartMonitor => self.start_monitor(),
+                Command::ListOutputs => match crate::audio::list_outputs() {
+                    Ok(o) => self.audio.outputs = o,
+                    Err(e) => self.audio.monitor_error = Some(e.to_string()),
+                },
+                Command::ToggleRecord => {
+                    if self.audio.recording.is_some() {
+                        self.stop_recording();
+                    } else {
+                        self.start_recording();
+                    }
+                }
+                Command::ExportCsv => self.export_csv(),
             }
         }
         self.cmds = cmds;
@@ -461,6 +623,16 @@ impl IsoscopeApp {
         if let Some(st) = &self.last_stats {
             s.push_str(&format!("stats: {}\n", serde_json::to_string(st).unwrap_or_default()));
         }
+        if let Some(m) = &self.audio.monitor {
+            s.push_str(&format!(
+                "monitor: {}\nmonitor stats: {}\n",
+                serde_json::to_string(m.info()).unwrap_or_default(),
+                serde_json::to_string(&m.stats()).unwrap_or_default()
+            ));
+        }
+        if let Some(e) = &self.audio.monitor_error {
+            s.push_str(&format!("monitor error: {e}\n"));
+        }
         if let Some(e) = &self.error {
             s.push_str(&format!("error: {}\n", e.message));
         }
@@ -484,6 +656,12 @@ impl IsoscopeApp {
             }
             if i.consume_key(egui::Modifiers::NONE, egui::Key::F12) {
                 self.cmds.push(Command::Screenshot);
+            }
+            if i.consume_key(egui::Modifiers::NONE, egui::Key::M) {
+                self.cmds.push(Command::ToggleMonitor);
+            }
+            if i.consume_key(egui::Modifiers::NONE, egui::Key::R) {
+                self.cmds.push(Command::ToggleRecord);
             }
         });
     }
@@ -552,6 +730,7 @@ impl IsoscopeApp {
                     sample: &mut s.sample,
                     mode: &mut s.mode,
                     running,
+                    simulated: self.live.as_ref().is_some_and(|l| l.info.device.simulated),
                 };
                 self.devices.ui(ui, bar, &mut self.cmds);
                 ui.separator();
@@ -584,6 +763,9 @@ impl IsoscopeApp {
             });
             if let Some(n) = &self.note {
                 ui.colored_label(egui::Color32::from_rgb(220, 140, 0), n);
+            }
+            if let Some(h) = &self.devices.hotplug {
+                ui.colored_label(egui::Color32::from_rgb(60, 160, 220), format!("USB {h}"));
             }
             let mut dismiss = false;
             if let Some(e) = &self.error {
@@ -621,7 +803,46 @@ impl IsoscopeApp {
             );
         });
         egui::SidePanel::right("meters").resizable(false).default_width(220.0).show(ctx, |ui| {
-            crate::ui::spectrum::meters_ui(ui, &self.analysis);
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                crate::ui::spectrum::meters_ui(ui, &self.analysis);
+                ui.separator();
+                let view = AudioView {
+                    settings: &mut self.settings.audio,
+                    channels: self.live.as_ref().map_or(0, |l| l.info.stream.format.channels),
+                    outputs: &self.audio.outputs,
+                    monitor: self.audio.monitor.as_ref().map(|m| {
+                        let i = m.info();
+                        (m.stats(), format!("{} at {} Hz", i.output, i.output_rate))
+                    }),
+                    monitor_error: self.audio.monitor_error.as_deref(),
+                    recording: self
+                        .audio
+                        .recording
+                        .as_ref()
+                        .map(|r| (r.path().display().to_string(), r.seconds())),
+                    last_recording: self.audio.last_recording.as_deref(),
+                };
+                let changes = crate::ui::audio::ui(ui, view, &mut self.cmds);
+                if let Some(m) = &self.audio.monitor {
+                    let a = &self.settings.audio;
+                    if changes.volume {
+                        m.set_volume(a.volume);
+                    }
+                    if changes.muted {
+                        m.set_muted(a.muted);
+                    }
+                    if changes.channel_map {
+                        let channels = self.live.as_ref().map_or(1, |l| l.info.stream.format.channels);
+                        let map = match &a.channel_map {
+                            Some(t) => ChannelMap::parse(t, channels),
+                            None => Ok(ChannelMap::default_for(channels, m.info().output_channels)),
+                        };
+                        if let Err(e) = map.and_then(|map| m.set_channel_map(map)) {
+                            self.audio.monitor_error = Some(e.to_string());
+                        }
+                    }
+                }
+            });
         });
         egui::CentralPanel::default().show(ctx, |ui| match self.settings.tab {
             Tab::Scope => {
@@ -678,6 +899,11 @@ impl eframe::App for IsoscopeApp {
 
 fn unix_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the epoch: file names that do not collide within a second.
+fn unix_millis() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
 /// Writes an egui screenshot as PNG.

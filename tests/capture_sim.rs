@@ -315,7 +315,7 @@ fn a_hole_at_teardown_ends_the_stream_instead_of_leaving_a_gap_in_it() {
     };
     let backend =
         RacyTeardown { queue: Default::default(), counter: 0, discarded: false, returned_after_discard: 0 };
-    let (prod, mut cons) = HeapRb::<u8>::new(1 << 20).split();
+    let (prod, mut cons) = HeapRb::<u8>::new(128 << 10).split();
     let cfg = CaptureConfig {
         mode: ModeRequest::Copy,
         packets_per_urb: Some(8),
@@ -332,4 +332,67 @@ fn a_hole_at_teardown_ends_the_stream_instead_of_leaving_a_gap_in_it() {
     for (i, f) in frames.iter().enumerate() {
         assert_eq!(*f, i as u32, "the delivered stream has a gap at frame {i}");
     }
+}
+
+/// Drains `cons` into `out` until `until` or until the producer is gone.
+fn drain_for(cons: &mut ringbuf::HeapCons<u8>, out: &mut Vec<u8>, until: Instant) {
+    use ringbuf::traits::Observer;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = cons.pop_slice(&mut buf);
+        out.extend_from_slice(&buf[..n]);
+        if n == 0 {
+            if Instant::now() >= until || !cons.write_is_held() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+#[test]
+fn sinks_attached_mid_capture_get_an_unbroken_stream_and_are_let_go_with_their_consumer() {
+    use ringbuf::traits::Observer;
+    // Short packets (but no failed ones, which drop frames) so the stream stays one signal.
+    let dev = SimDevice::new(SimConfig {
+        faults: Faults { short_ratio: 0.2, error_ratio: 0.0, disconnect_after_s: None },
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let (main_prod, mut main_cons) = HeapRb::<u8>::new(8 << 20).split();
+    let cap =
+        Capture::start(dev.backend(), dev.stream(), &CaptureConfig::default(), vec![Sink::Bytes(main_prod)])
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+
+    // A consumer that comes and goes, as a recording started from the UI.
+    let (prod, mut cons) = HeapRb::<u8>::new(128 << 10).split();
+    cap.attach(Sink::Bytes(prod)).unwrap();
+    let mut first = Vec::new();
+    drain_for(&mut cons, &mut first, Instant::now() + Duration::from_millis(300));
+    drop(cons);
+    // Long enough that a ring still fed after its consumer left would fill up and drop.
+    std::thread::sleep(Duration::from_millis(1200));
+
+    let (prod, mut cons) = HeapRb::<u8>::new(128 << 10).split();
+    cap.attach(Sink::Bytes(prod)).unwrap();
+    let mut second = Vec::new();
+    drain_for(&mut cons, &mut second, Instant::now() + Duration::from_millis(200));
+    let (stats, failure) = cap.stop();
+    assert!(failure.is_none(), "{failure:?}");
+    // After the capture ends the producer is gone, and what was buffered is still there.
+    assert!(!cons.write_is_held(), "the consumer must learn that the capture ended");
+    drain_for(&mut cons, &mut second, Instant::now());
+
+    assert_eq!(stats.ring_drops, 0, "a detached sink was still fed: {stats:?}");
+    for (name, bytes) in [("first", &first), ("second", &second)] {
+        let fb = dev.stream().format.frame_bytes();
+        assert!(bytes.len() > 48_000 / 10 * fb, "{name}: only {} bytes", bytes.len());
+        assert_eq!(bytes.len() % fb, 0, "{name}: whole frames only");
+        let a = isoscope::sim::check_contiguous(&dev.table(), bytes).expect("the signal");
+        assert_eq!(a.mismatched, 0, "{name}: {a:?}");
+    }
+    let mut all = vec![0u8; 8 << 20];
+    let n = main_cons.pop_slice(&mut all);
+    assert_eq!(n as u64, stats.bytes, "the first sink got everything");
 }

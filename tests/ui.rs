@@ -1,5 +1,6 @@
 //! UI tests of the whole app with egui_kittest against the simulated device: start and
-//! stop, the trigger, pause, a mode switch, the screenshot path and the bug report.
+//! stop, the trigger, pause, a mode switch, the screenshot path and the bug report,
+//! monitoring through an ALSA file PCM, recording, CSV export, and hotplug on a fake sysfs.
 //! Clicks go by label through the accessibility tree; assertions are on app state.
 
 use std::time::{Duration, Instant};
@@ -10,6 +11,25 @@ use egui_kittest::Harness;
 use isoscope::app::{GuiOptions, IsoscopeApp, Settings, Tab};
 use isoscope::capture::ModeRequest;
 use isoscope::dma::TransferPath;
+
+/// An ALSA configuration with a `file` PCM (`iso_ui`, slave `null`, raw float to a file),
+/// set for this process before any ALSA call (only the monitor tests make one).
+fn alsa_file_pcm() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let conf = format!(
+            "pcm.iso_ui {{\n  type file\n  slave.pcm \"null\"\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            dir.join("iso_ui.raw").display()
+        );
+        std::fs::write(dir.join("asoundrc"), conf).unwrap();
+        std::env::set_var(
+            "ALSA_CONFIG_PATH",
+            format!("/usr/share/alsa/alsa.conf:{}", dir.join("asoundrc").display()),
+        );
+        dir
+    })
+}
 
 fn app(device: &str) -> IsoscopeApp {
     let opts = GuiOptions { device: Some(device.into()), fresh: true, ..GuiOptions::default() };
@@ -194,4 +214,159 @@ fn a_device_that_cannot_open_shows_an_error_with_a_fix_and_no_crash() {
     h.get_by_label("Dismiss").click();
     h.step();
     assert!(h.state().error.is_none());
+}
+
+#[test]
+fn the_monitor_plays_the_capture_through_alsa_and_goes_off_again() {
+    let dir = alsa_file_pcm();
+    let mut h = harness("sim:sine:1000");
+    {
+        let a = h.state_mut();
+        a.settings.audio.output = Some("iso_ui".into());
+        a.settings.audio.pacing = isoscope::audio::Pacing::HostClock;
+    }
+    step_until(&mut h, "the capture", |a| a.running());
+    h.key_press(egui::Key::M);
+    step_until(&mut h, "half a second played", |a| {
+        a.audio.monitor.as_ref().is_some_and(|m| m.stats().frames_played > 24_000)
+    });
+    let a = h.state();
+    assert!(a.audio.monitor_error.is_none(), "{:?}", a.audio.monitor_error);
+    let st = a.audio.monitor.as_ref().unwrap().stats();
+    assert!(st.latency_ms_median.is_some(), "{st:?}");
+    // The sound went on to the card, and the capture kept its own data: no drops.
+    assert_eq!(a.last_stats.as_ref().unwrap().ring_drops, 0);
+    h.get_by_label("🔊 Listening").click();
+    h.step();
+    h.step();
+    assert!(h.state().audio.monitor.is_none() && !h.state().settings.audio.monitor);
+    let raw = std::fs::read(dir.join("iso_ui.raw")).unwrap();
+    let peak =
+        raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs()).fold(0.0, f32::max);
+    assert!((peak - 0.5).abs() < 0.02, "the 0.5 sine played at volume 1 peaks at {peak}");
+}
+
+#[test]
+fn without_that_sound_card_the_monitor_says_so_and_the_capture_goes_on() {
+    alsa_file_pcm();
+    let mut h = harness("sim:sine:1000");
+    h.state_mut().settings.audio.output = Some("no-such-output".into());
+    step_until(&mut h, "the capture", |a| a.running());
+    h.key_press(egui::Key::M);
+    step_until(&mut h, "the monitor error", |a| a.audio.monitor_error.is_some());
+    let frames = h.state().history.total();
+    step_until(&mut h, "more frames", |a| a.history.total() > frames + 4800);
+    let a = h.state();
+    assert!(a.running() && a.audio.monitor.is_none());
+    let e = a.audio.monitor_error.clone().unwrap();
+    assert!(e.contains("no-such-output") && e.contains("--output"), "{e}");
+}
+
+#[test]
+fn a_recording_started_and_stopped_from_the_ui_is_the_unbroken_signal() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness("sim:sine:1000");
+    h.state_mut().out_dir = out.path().to_path_buf();
+    step_until(&mut h, "the capture", |a| a.running());
+    h.get_by_label("⏺ Record WAV").click();
+    step_until(&mut h, "a second recorded", |a| {
+        a.audio.recording.as_ref().is_some_and(|r| r.seconds() > 1.0)
+    });
+    h.key_press(egui::Key::R);
+    h.step();
+    h.step();
+    let a = h.state();
+    assert!(a.audio.recording.is_none() && a.running());
+    let said = a.audio.last_recording.clone().unwrap();
+    assert!(said.starts_with("saved "), "{said}");
+    let path = std::fs::read_dir(out.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "wav"))
+        .unwrap();
+    let bytes: Vec<u8> = hound::WavReader::open(&path)
+        .unwrap()
+        .into_samples::<i16>()
+        .flat_map(|s| s.unwrap().to_le_bytes())
+        .collect();
+    assert!(bytes.len() >= 48_000 * 4, "{} bytes", bytes.len());
+    let dev = isoscope::sim::SimDevice::new(isoscope::sim::SimConfig {
+        signal: "sine:1000".parse().unwrap(),
+        ..Default::default()
+    })
+    .unwrap();
+    let al = isoscope::sim::check_contiguous(&dev.table(), &bytes).expect("the sine");
+    assert_eq!(al.mismatched, 0, "{al:?}");
+}
+
+#[test]
+fn csv_export_writes_the_frames_in_view() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness("sim:sine:1000");
+    h.state_mut().out_dir = out.path().to_path_buf();
+    step_until(&mut h, "a view", |a| a.scope.shown.is_some() && a.history.total() > 4800);
+    h.key_press(egui::Key::P);
+    h.step();
+    h.get_by_label("CSV").click();
+    h.step();
+    h.step();
+    let a = h.state();
+    let (start, end, _) = a.scope.shown.unwrap();
+    let path = a.last_saved.clone().unwrap();
+    assert_eq!(path.extension().unwrap(), "csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("time_s,ch0,ch1"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), end - start);
+    let first: Vec<f64> = rows[0].split(',').map(|v| v.parse().unwrap()).collect();
+    assert!((first[0] - start as f64 / 48_000.0).abs() < 1e-6);
+    assert_eq!(first[1] as f32, a.history.channels[0].get(start).unwrap());
+}
+
+#[test]
+fn hotplug_adds_and_removes_devices_and_auto_moves_from_the_simulated_device() {
+    use isoscope::ui::devices::{DeviceBar, DevicesPanel};
+    use isoscope::ui::Command;
+    let sys = tempfile::tempdir().unwrap();
+    let mut panel = DevicesPanel::watching(sys.path().to_path_buf(), Duration::from_millis(20));
+    let (mut device, mut rate, mut channels, mut sample, mut mode) =
+        ("auto".to_string(), None, None, None, ModeRequest::Auto);
+    let mut poll = |panel: &mut DevicesPanel, want: &dyn Fn(&DevicesPanel) -> bool| {
+        let mut cmds = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !want(panel) {
+            assert!(Instant::now() < deadline, "the watcher never saw the change");
+            let bar = DeviceBar {
+                device: &mut device,
+                rate: &mut rate,
+                channels: &mut channels,
+                sample: &mut sample,
+                mode: &mut mode,
+                running: true,
+                simulated: true,
+            };
+            panel.hotplug(&bar, &mut cmds);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cmds
+    };
+    let has = |p: &DevicesPanel| p.entries.iter().any(|e| e.selector == "1:7");
+    poll(&mut panel, &|p: &DevicesPanel| !p.entries.is_empty());
+    assert!(!has(&panel));
+    // The virtual UAC2 microphone appears in the fake sysfs.
+    let dev = isoscope::sim::usbip::VirtualDevice::new(Default::default()).unwrap();
+    let d = sys.path().join("1-1");
+    std::fs::create_dir_all(&d).unwrap();
+    for (f, v) in [("busnum", "1\n"), ("devnum", "7\n"), ("idVendor", "1209\n"), ("idProduct", "0001\n")] {
+        std::fs::write(d.join(f), v).unwrap();
+    }
+    std::fs::write(d.join("descriptors"), dev.descriptor_bytes()).unwrap();
+    let cmds = poll(&mut panel, &has);
+    assert!(panel.hotplug.as_deref().unwrap().starts_with("plugged in"), "{:?}", panel.hotplug);
+    assert!(cmds.contains(&Command::Restart), "auto on the simulated device moves to the new one");
+    std::fs::remove_dir_all(&d).unwrap();
+    poll(&mut panel, &|p: &DevicesPanel| !has(p));
+    assert!(panel.hotplug.as_deref().unwrap().starts_with("unplugged"), "{:?}", panel.hotplug);
 }

@@ -105,6 +105,8 @@ pub enum CaptureError {
     Disconnected { device: String },
     #[error("cannot start the capture thread: {0}")]
     Thread(String),
+    #[error("cannot add a consumer to the capture: {0}")]
+    Sinks(String),
 }
 
 impl CaptureError {
@@ -127,9 +129,33 @@ impl CaptureError {
 }
 
 /// Commands to the capture thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Command {
     Stop,
+    /// Start pushing into one more sink (see [`Capture::attach`]).
+    Attach(Sink),
+}
+
+/// The most sinks a capture pushes into at once (their list is allocated before streaming).
+pub const MAX_SINKS: usize = 8;
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::Bytes(r) => write!(f, "Sink::Bytes({} bytes)", r.capacity()),
+            Sink::Frames(r) => write!(f, "Sink::Frames({} samples)", r.capacity()),
+        }
+    }
+}
+
+impl Sink {
+    /// Whether a consumer still holds the other end.
+    fn has_consumer(&self) -> bool {
+        match self {
+            Sink::Bytes(r) => r.read_is_held(),
+            Sink::Frames(r) => r.read_is_held(),
+        }
+    }
 }
 
 /// What the capture thread reports.
@@ -144,6 +170,8 @@ pub enum Event {
 /// A running capture: the engine thread and the handles to talk to it.
 pub struct Capture {
     info: CaptureInfo,
+    /// Sinks the capture thread let go of, dropped here so it never frees memory.
+    retired: Receiver<Sink>,
     counters: Arc<CaptureCounters>,
     slots: SlotStates,
     raw: RawTap,
@@ -203,7 +231,7 @@ fn zero_copy_pool<B: Backend>(
     BufferPool::mapped(layout, |len| backend.map_dma(len).map_err(|e| ZeroCopyRefusal::Mmap(e, len)))
 }
 
-type Prepared<B> = (Worker<B>, CaptureInfo, Sender<Command>, Receiver<Event>, RawTap);
+type Prepared<B> = (Worker<B>, CaptureInfo, Sender<Command>, Receiver<Event>, RawTap, Receiver<Sink>);
 
 /// Everything before streaming, on the caller's thread: the plan, the pool (zero-copy,
 /// copy, or the fallback), the preflight budget check, the URBs and their first submission.
@@ -214,6 +242,14 @@ fn prepare<B: Backend>(
     sinks: Vec<Sink>,
     urb_limit: Option<u64>,
 ) -> Result<Prepared<B>, CaptureError> {
+    if sinks.len() > MAX_SINKS {
+        return Err(CaptureError::Sinks(format!(
+            "{} sinks asked for; a capture feeds at most {MAX_SINKS}",
+            sinks.len()
+        )));
+    }
+    let mut sinks = sinks;
+    sinks.reserve_exact(MAX_SINKS - sinks.len());
     let device = backend.info();
     let name = device.name.clone();
     let plan = UrbPlan::for_stream(&stream, cfg.urb_ms, cfg.queue_ms, cfg.packets_per_urb, cfg.urbs);
@@ -255,6 +291,7 @@ fn prepare<B: Backend>(
     let info = CaptureInfo { device, stream, plan, memory, limit, path, fallback };
     let counters = Arc::new(CaptureCounters::default());
     let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(4);
+    let (retired_tx, retired_rx) = crossbeam_channel::bounded(MAX_SINKS);
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let max_bytes = plan.packets_per_urb * stream.packet_len as usize;
     let (tap, raw) = raw_tap(max_bytes, plan.packets_per_urb);
@@ -274,9 +311,10 @@ fn prepare<B: Backend>(
         counters,
         commands: cmd_rx,
         events: ev_tx,
+        retired: retired_tx,
         urb_limit,
     };
-    Ok((worker, info, cmd_tx, ev_rx, tap))
+    Ok((worker, info, cmd_tx, ev_rx, tap, retired_rx))
 }
 
 impl Capture {
@@ -291,14 +329,14 @@ impl Capture {
         cfg: &CaptureConfig,
         sinks: Vec<Sink>,
     ) -> Result<Capture, CaptureError> {
-        let (worker, info, commands, events, raw) = prepare(backend, stream, cfg, sinks, None)?;
+        let (worker, info, commands, events, raw, retired) = prepare(backend, stream, cfg, sinks, None)?;
         let counters = Arc::clone(&worker.counters);
         let slots = worker.slots.clone();
         let thread = std::thread::Builder::new()
             .name("isoscope-capture".into())
             .spawn(move || worker.run())
             .map_err(|e| CaptureError::Thread(e.to_string()))?;
-        Ok(Capture { info, counters, slots, raw, commands, events, thread: Some(thread) })
+        Ok(Capture { info, retired, counters, slots, raw, commands, events, thread: Some(thread) })
     }
 
     /// Runs a capture on the calling thread until `urbs` URBs were delivered (or it ends),
@@ -311,7 +349,8 @@ impl Capture {
         sinks: Vec<Sink>,
         urbs: u64,
     ) -> Result<(CaptureInfo, StatsSnapshot), CaptureError> {
-        let (worker, info, _commands, events, _raw) = prepare(backend, stream, cfg, sinks, Some(urbs))?;
+        let (worker, info, _commands, events, _raw, _retired) =
+            prepare(backend, stream, cfg, sinks, Some(urbs))?;
         let counters = Arc::clone(&worker.counters);
         worker.run();
         match events.try_recv() {
@@ -351,6 +390,21 @@ impl Capture {
     /// Whether the engine thread has ended (stopped, failed or disconnected).
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Adds a sink to a running capture: from the next URB on, its valid bytes (or decoded
+    /// frames) go there too, for a consumer that comes and goes (a recording started from
+    /// the UI, the audio monitor). The sink is let go of when its consumer is dropped, and
+    /// the producer is dropped when the capture ends, which is how its consumer learns that
+    /// nothing more will come (`write_is_held()` turns false). A capture feeds at most
+    /// [`MAX_SINKS`] sinks; one more is dropped at once. Errors when the capture has ended
+    /// or has commands queued.
+    pub fn attach(&self, sink: Sink) -> Result<(), CaptureError> {
+        // Sinks let go of since the last call are freed here, not on the capture thread.
+        while self.retired.try_recv().is_ok() {}
+        self.commands
+            .try_send(Command::Attach(sink))
+            .map_err(|_| CaptureError::Sinks("the capture has ended or is busy; start it again".into()))
     }
 
     /// Stops the capture: URBs in flight are discarded and reaped, data already completed
@@ -403,6 +457,8 @@ struct Worker<B: Backend> {
     counters: Arc<CaptureCounters>,
     commands: Receiver<Command>,
     events: Sender<Event>,
+    /// Where sinks whose consumer is gone are sent to be freed off this thread.
+    retired: Sender<Sink>,
     /// Stop after delivering this many URBs (blocking runs).
     urb_limit: Option<u64>,
 }
@@ -420,6 +476,14 @@ impl<B: Backend> Worker<B> {
         let outcome = loop {
             match self.commands.try_recv() {
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break Outcome::Stopped,
+                Ok(Command::Attach(sink)) => {
+                    // Within the capacity reserved before streaming: no allocation here.
+                    if self.sinks.len() < MAX_SINKS {
+                        self.sinks.push(sink);
+                    } else {
+                        let _ = self.retired.try_send(sink);
+                    }
+                }
                 Err(TryRecvError::Empty) => {}
             }
             match self.backend.reap(REAP_WAIT) {
@@ -559,6 +623,16 @@ impl<B: Backend> Worker<B> {
         let mut decoded = 0;
         let mut dropped = 0u64;
         let channels = usize::from(self.format.channels);
+        // A sink whose consumer is gone is let go of (freed on the controlling thread).
+        let mut i = 0;
+        while i < self.sinks.len() {
+            if self.sinks[i].has_consumer() {
+                i += 1;
+            } else {
+                let gone = self.sinks.swap_remove(i);
+                let _ = self.retired.try_send(gone);
+            }
+        }
         for sink in &mut self.sinks {
             match sink {
                 Sink::Bytes(ring) => {

@@ -17,6 +17,8 @@ pub enum RecordError {
     Create { path: PathBuf, source: hound::Error },
     #[error("writing WAV file {path} failed: {source}. Check free disk space")]
     Write { path: PathBuf, source: hound::Error },
+    #[error("recording to {path}: {reason}")]
+    Thread { path: PathBuf, reason: String },
 }
 
 /// The sample format a recording is written in.

@@ -446,8 +446,9 @@ impl Backend for SimBackend {
 }
 
 impl SimDevice {
-    /// The rendered signal.
-    pub(crate) fn table(&self) -> Arc<PcmTable> {
+    /// The samples the device sends, one period of its signal (for
+    /// [`check_contiguous`](super::verify::check_contiguous) on a capture that starts mid-stream).
+    pub fn table(&self) -> Arc<PcmTable> {
         Arc::clone(&self.table)
     }
 

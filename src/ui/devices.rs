@@ -3,7 +3,13 @@
 //! new kinds of device are added in one place.
 
 use eframe::egui;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
 
 use crate::capture::{Capture, CaptureConfig, CaptureError, ModeRequest, Sink};
 use crate::dsp::SampleFormat;
@@ -156,6 +162,13 @@ pub struct DeviceEntry {
 
 /// What the picker offers: auto, the simulated signals, and USB audio capture devices.
 pub fn available() -> Vec<DeviceEntry> {
+    let mut v = available_without_usb();
+    v.extend(usb_entries(Path::new(discovery::SYSFS_USB_DEVICES)));
+    v
+}
+
+/// auto and the simulated signals.
+fn available_without_usb() -> Vec<DeviceEntry> {
     let mut v = vec![DeviceEntry {
         selector: "auto".into(),
         label: "auto (first USB device, else simulated)".into(),
@@ -169,12 +182,95 @@ pub fn available() -> Vec<DeviceEntry> {
     ] {
         v.push(DeviceEntry { selector: sel.into(), label: label.into() });
     }
-    if let Ok(devices) = discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES)) {
-        for d in devices.iter().filter(|d| has_audio_capture(d)) {
-            v.push(DeviceEntry { selector: format!("{}:{}", d.busnum, d.devnum), label: d.label() });
+    v
+}
+
+/// The USB audio capture devices under the sysfs folder `root`, as picker entries.
+pub fn usb_entries(root: &Path) -> Vec<DeviceEntry> {
+    discovery::list_devices(root)
+        .map(|devices| {
+            devices
+                .iter()
+                .filter(|d| has_audio_capture(d))
+                .map(|d| DeviceEntry { selector: format!("{}:{}", d.busnum, d.devnum), label: d.label() })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Hotplug: a thread that reads the USB devices in sysfs every `every` and sends the list
+/// of audio capture devices whenever it changes (devices appear and vanish without a
+/// restart). sysfs is read off the UI thread; the UI only polls a channel.
+pub struct DeviceWatcher {
+    updates: Receiver<Vec<DeviceEntry>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DeviceWatcher {
+    /// Watches `root` (normally `/sys/bus/usb/devices`). The first list is sent at once.
+    pub fn start(root: PathBuf, every: Duration) -> DeviceWatcher {
+        let (tx, updates) = crossbeam_channel::bounded(4);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("isoscope-hotplug".into())
+            .spawn(move || {
+                let mut last: Option<Vec<DeviceEntry>> = None;
+                while !flag.load(Relaxed) {
+                    let now = usb_entries(&root);
+                    if last.as_ref() != Some(&now) {
+                        if tx.send(now.clone()).is_err() {
+                            return;
+                        }
+                        last = Some(now);
+                    }
+                    let mut slept = Duration::ZERO;
+                    while slept < every && !flag.load(Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                        slept += Duration::from_millis(50);
+                    }
+                }
+            })
+            .ok();
+        DeviceWatcher { updates, stop, thread }
+    }
+
+    /// The newest list, if it changed since the last call.
+    pub fn poll(&self) -> Option<Vec<DeviceEntry>> {
+        self.updates.try_iter().last()
+    }
+}
+
+impl Drop for DeviceWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
-    v
+}
+
+/// What changed between two lists of USB entries, said for the screen.
+pub fn describe_changes(old: &[DeviceEntry], new: &[DeviceEntry]) -> Option<String> {
+    let plugged: Vec<&str> = new
+        .iter()
+        .filter(|e| !old.iter().any(|o| o.selector == e.selector))
+        .map(|e| e.label.as_str())
+        .collect();
+    let unplugged: Vec<&str> = old
+        .iter()
+        .filter(|o| !new.iter().any(|e| e.selector == o.selector))
+        .map(|e| e.label.as_str())
+        .collect();
+    let mut parts = Vec::new();
+    if !plugged.is_empty() {
+        parts.push(format!("plugged in: {}", plugged.join(", ")));
+    }
+    if !unplugged.is_empty() {
+        parts.push(format!("unplugged: {}", unplugged.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Rates, channel counts and formats the picker offers.
@@ -183,10 +279,16 @@ pub const CHANNELS: [u16; 4] = [1, 2, 4, 8];
 pub const FORMATS: [SampleFormat; 4] =
     [SampleFormat::S16Le, SampleFormat::S24_3Le, SampleFormat::S32Le, SampleFormat::F32Le];
 
-/// The picker's state (the list is read once and on Refresh, never per frame).
+/// The picker's state: the list, kept up to date by the hotplug watcher (sysfs is never
+/// read on the UI thread per frame).
 #[derive(Default)]
 pub struct DevicesPanel {
     pub entries: Vec<DeviceEntry>,
+    /// USB entries as last seen (the hotplug baseline).
+    usb: Option<Vec<DeviceEntry>>,
+    watcher: Option<DeviceWatcher>,
+    /// The last hotplug change, for the screen.
+    pub hotplug: Option<String>,
 }
 
 /// What the device bar shows and edits.
@@ -197,12 +299,45 @@ pub struct DeviceBar<'a> {
     pub sample: &'a mut Option<String>,
     pub mode: &'a mut ModeRequest,
     pub running: bool,
+    /// The running capture is the simulated device (so "auto" moves to a USB device that
+    /// is plugged in).
+    pub simulated: bool,
 }
 
 impl DevicesPanel {
+    /// A panel watching `root` for hotplug (the app uses sysfs; tests use a fake tree).
+    pub fn watching(root: PathBuf, every: Duration) -> DevicesPanel {
+        DevicesPanel { watcher: Some(DeviceWatcher::start(root, every)), ..DevicesPanel::default() }
+    }
+
+    /// Takes a new list from the watcher; says what changed, and asks for a restart when
+    /// "auto" shows the simulated device and a USB device appeared, or when the device in
+    /// use vanished (the capture reports the disconnect itself).
+    pub fn hotplug(&mut self, bar: &DeviceBar<'_>, cmds: &mut Vec<Command>) {
+        let Some(new) = self.watcher.as_ref().and_then(DeviceWatcher::poll) else { return };
+        if let Some(old) = &self.usb {
+            self.hotplug = describe_changes(old, &new);
+            let appeared = new.iter().any(|e| !old.iter().any(|o| o.selector == e.selector));
+            if appeared && bar.device.as_str() == "auto" && bar.running && bar.simulated {
+                cmds.push(Command::Restart);
+            }
+        }
+        let mut entries = available_without_usb();
+        entries.extend(new.iter().cloned());
+        self.entries = entries;
+        self.usb = Some(new);
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, bar: DeviceBar<'_>, cmds: &mut Vec<Command>) {
+        if self.watcher.is_none() {
+            self.watcher = Some(DeviceWatcher::start(
+                PathBuf::from(discovery::SYSFS_USB_DEVICES),
+                Duration::from_secs(1),
+            ));
+        }
+        self.hotplug(&bar, cmds);
         if self.entries.is_empty() {
-            self.entries = available();
+            self.entries = available_without_usb();
         }
         let current = self
             .entries
@@ -215,7 +350,11 @@ impl DevicesPanel {
                 changed |= ui.selectable_value(bar.device, e.selector.clone(), &e.label).changed();
             }
         });
-        if ui.button("⟳").on_hover_text("Refresh the device list").clicked() {
+        if ui
+            .button("⟳")
+            .on_hover_text("Read the device list again (it also follows hotplug by itself)")
+            .clicked()
+        {
             self.entries = available();
         }
         let rate_text = bar.rate.map_or("rate: default".to_string(), |r| format!("{r} Hz"));

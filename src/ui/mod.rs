@@ -1,6 +1,7 @@
 //! The GUI's panels, one file each, and what they share: the commands they return (applied
 //! by the app at the end of the frame) and the per-channel history they draw from.
 
+pub mod audio;
 pub mod compare;
 pub mod devices;
 pub mod pool;
@@ -30,6 +31,16 @@ pub enum Command {
     StartAb,
     CancelAb,
     RawSnapshot,
+    /// Monitoring on or off.
+    ToggleMonitor,
+    /// The output or the target latency changed: start the monitor again.
+    RestartMonitor,
+    /// Read the list of audio outputs (when the menu opens, not per frame).
+    ListOutputs,
+    /// Start or stop recording to WAV.
+    ToggleRecord,
+    /// Save the frames the scope shows as CSV.
+    ExportCsv,
 }
 
 /// The colour of channel `c` (readable on dark and light backgrounds).

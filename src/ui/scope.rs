@@ -423,6 +423,13 @@ impl ScopePanel {
             }
             ui.checkbox(&mut s.xy, "XY");
             ui.checkbox(&mut s.cursors, "Cursors");
+            if ui
+                .add_enabled(self.shown.is_some(), egui::Button::new("CSV"))
+                .on_hover_text("Save the samples in view as CSV (time, one column per channel)")
+                .clicked()
+            {
+                cmds.push(Command::ExportCsv);
+            }
             for c in 0..h.channels.len() {
                 let mut on = !s.hidden.contains(&c);
                 if ui

@@ -1,0 +1,207 @@
+//! The audio panel (right side, under the meters): live monitoring through a sound card
+//! (on/off, output, volume, mute, channel mapping, target latency, and the live latency,
+//! underruns, overruns and resampling ratio) and recording to WAV (native or float).
+
+use eframe::egui;
+
+use crate::audio::{MonitorStats, OutputInfo, Pacing};
+
+use super::Command;
+
+/// Persisted monitor and recording settings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct AudioSettings {
+    /// Monitoring is on (restarts with each capture).
+    pub monitor: bool,
+    /// The output's ALSA name; None: the default output.
+    pub output: Option<String>,
+    /// Linear gain, 0..=2 in the UI.
+    pub volume: f32,
+    pub muted: bool,
+    /// A channel map as `ChannelMap::parse` reads it ("0,1", "0,0", "2,3"); None: device
+    /// channel c to output c (mono to both).
+    pub channel_map: Option<String>,
+    pub latency_ms: f64,
+    /// Record as 32-bit float instead of the device's native format.
+    pub record_float: bool,
+    /// Who paces the output (tests and benchmarks on ALSA's null and file PCMs use the
+    /// host clock); never persisted.
+    #[serde(skip)]
+    pub pacing: Pacing,
+}
+
+impl Default for AudioSettings {
+    fn default() -> Self {
+        AudioSettings {
+            monitor: false,
+            output: None,
+            volume: 1.0,
+            muted: false,
+            channel_map: None,
+            latency_ms: 20.0,
+            record_float: false,
+            pacing: Pacing::Device,
+        }
+    }
+}
+
+/// The channel maps the menu offers for a device with `channels` channels, with labels:
+/// every channel to both ears, then channel pairs to left and right.
+pub fn map_choices(channels: u16) -> Vec<(Option<String>, String)> {
+    let mut v =
+        vec![(None, if channels <= 1 { "mono to both".to_string() } else { "ch 1, 2 → L, R".to_string() })];
+    for c in 0..channels {
+        v.push((Some(format!("{c},{c}")), format!("ch {} → both", c + 1)));
+    }
+    for c in (2..channels.saturating_sub(1)).step_by(2) {
+        v.push((Some(format!("{},{}", c, c + 1)), format!("ch {}, {} → L, R", c + 1, c + 2)));
+    }
+    v
+}
+
+/// What the panel shows about the running monitor and recording.
+pub struct AudioView<'a> {
+    pub settings: &'a mut AudioSettings,
+    /// The capture's channel count (0: not running).
+    pub channels: u16,
+    /// Outputs to pick from (listed on demand).
+    pub outputs: &'a [OutputInfo],
+    /// Statistics of the running monitor, and its output name and rates.
+    pub monitor: Option<(MonitorStats, String)>,
+    /// Why the monitor is not playing, with the fix.
+    pub monitor_error: Option<&'a str>,
+    /// The running recording: path and seconds written.
+    pub recording: Option<(String, f64)>,
+    /// The last finished recording or its error.
+    pub last_recording: Option<&'a str>,
+}
+
+/// What changed in the panel this frame (applied live, without restarting the monitor).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LiveChanges {
+    pub volume: bool,
+    pub muted: bool,
+    pub channel_map: bool,
+}
+
+/// Draws the panel. Commands restart or toggle; [`LiveChanges`] says what to apply now.
+pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveChanges {
+    let mut live = LiveChanges::default();
+    let s = v.settings;
+    ui.heading("Monitor");
+    ui.horizontal(|ui| {
+        let text = if s.monitor { "🔊 Listening" } else { "🔈 Listen" };
+        if ui
+            .selectable_label(s.monitor, text)
+            .on_hover_text("Play the capture on a sound card (M)")
+            .clicked()
+        {
+            cmds.push(Command::ToggleMonitor);
+        }
+        live.muted = ui.checkbox(&mut s.muted, "mute").changed();
+    });
+    let out_text = s.output.clone().unwrap_or_else(|| "default output".into());
+    let mut restart = false;
+    let combo =
+        egui::ComboBox::from_id_salt("audio_output").width(200.0).selected_text(out_text).show_ui(ui, |ui| {
+            restart |= ui.selectable_value(&mut s.output, None, "default output").changed();
+            for o in v.outputs {
+                let label = format!("{} ({})", o.id, o.description.lines().next().unwrap_or(""));
+                restart |= ui.selectable_value(&mut s.output, Some(o.id.clone()), label).changed();
+            }
+        });
+    if combo.response.clicked() {
+        cmds.push(Command::ListOutputs);
+    }
+    live.volume =
+        ui.add(egui::Slider::new(&mut s.volume, 0.0..=2.0).text("volume").fixed_decimals(2)).changed();
+    let choices = map_choices(v.channels.max(1));
+    let current = choices
+        .iter()
+        .find(|(m, _)| *m == s.channel_map)
+        .map_or_else(|| s.channel_map.clone().unwrap_or_default(), |(_, l)| l.clone());
+    egui::ComboBox::from_id_salt("channel_map").width(200.0).selected_text(current).show_ui(ui, |ui| {
+        for (m, label) in &choices {
+            live.channel_map |= ui.selectable_value(&mut s.channel_map, m.clone(), label).changed();
+        }
+    });
+    restart |= ui
+        .add(egui::DragValue::new(&mut s.latency_ms).range(5.0..=500.0).speed(1.0).suffix(" ms target"))
+        .on_hover_text("The latency the drift control holds, from packet completion to the sound card")
+        .changed();
+    if restart && s.monitor {
+        cmds.push(Command::RestartMonitor);
+    }
+    if let Some((st, name)) = &v.monitor {
+        let ms = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
+        egui::Grid::new("monitor_stats").num_columns(2).show(ui, |ui| {
+            ui.label("output");
+            ui.label(name);
+            ui.end_row();
+            ui.label("latency");
+            ui.monospace(format!("{} ms", ms(st.latency_ms_last)));
+            ui.end_row();
+            ui.label("median / p99");
+            ui.monospace(format!("{} / {} ms", ms(st.latency_ms_median), ms(st.latency_ms_p99)));
+            ui.end_row();
+            ui.label("underruns");
+            ui.monospace(format!("{} ({} frames)", st.underruns, st.underrun_frames));
+            ui.end_row();
+            ui.label("overruns");
+            ui.monospace(format!("{} ({} frames)", st.overruns, st.overrun_frames));
+            ui.end_row();
+            ui.label("ratio");
+            ui.monospace(format!("{:.6} ({:+.0} ppm)", st.ratio, st.correction_ppm));
+            ui.end_row();
+            ui.label("resampler CPU");
+            ui.monospace(format!("{:.1} %", st.resampler_cpu_percent));
+            ui.end_row();
+        });
+        if st.output_lost {
+            ui.colored_label(egui::Color32::from_rgb(220, 140, 0), "the sound card went away");
+        }
+    }
+    if let Some(e) = v.monitor_error {
+        ui.colored_label(egui::Color32::from_rgb(220, 80, 60), e);
+        ui.small("Capture, plots and recording go on without sound.");
+    }
+
+    ui.separator();
+    ui.heading("Record");
+    ui.horizontal(|ui| {
+        let rec = v.recording.is_some();
+        let text = if rec { "⏹ Stop recording" } else { "⏺ Record WAV" };
+        if ui.selectable_label(rec, text).on_hover_text("Record the capture to a WAV file (R)").clicked() {
+            cmds.push(Command::ToggleRecord);
+        }
+        ui.add_enabled(!rec, egui::Checkbox::new(&mut s.record_float, "float"))
+            .on_hover_text("32-bit float instead of the device's own format (bit-exact)");
+    });
+    if let Some((path, secs)) = &v.recording {
+        ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("● {secs:.1} s → {path}"));
+    } else if let Some(last) = v.last_recording {
+        ui.small(last);
+    }
+    live
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::ChannelMap;
+
+    #[test]
+    fn every_offered_channel_map_is_valid_for_the_device() {
+        for ch in 1..=8u16 {
+            let choices = map_choices(ch);
+            assert_eq!(choices.len(), 1 + usize::from(ch) + usize::from(ch.saturating_sub(2) / 2));
+            for (m, label) in choices {
+                if let Some(m) = m {
+                    assert!(ChannelMap::parse(&m, ch).is_ok(), "{ch} ch: {m} ({label})");
+                }
+            }
+        }
+        assert_eq!(map_choices(4)[5], (Some("2,3".into()), "ch 3, 4 → L, R".into()));
+    }
+}
