@@ -158,6 +158,60 @@ pub fn has_audio_capture(info: &discovery::UsbDeviceInfo) -> bool {
 pub struct DeviceEntry {
     pub selector: String,
     pub label: String,
+    /// The rates, channel counts and formats the rate/channels/format menus offer for it.
+    pub offers: Offers,
+}
+
+/// What a device can stream: from its descriptors for a USB device, anything for the
+/// simulated one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Offers {
+    pub rates: Vec<u32>,
+    pub channels: Vec<u16>,
+    pub formats: Vec<SampleFormat>,
+    /// The rates are the common ones because a UAC2 clock says its own only when asked
+    /// (at open); the device may refuse some.
+    pub rates_from_clock: bool,
+}
+
+impl Offers {
+    /// The simulated device's (and "auto"'s) offer.
+    pub fn any() -> Offers {
+        Offers {
+            rates: RATES.to_vec(),
+            channels: CHANNELS.to_vec(),
+            formats: FORMATS.to_vec(),
+            rates_from_clock: false,
+        }
+    }
+
+    /// The union over a device's audio capture streams (interface alt settings).
+    pub fn from_streams(streams: &[crate::usb::descriptors::AudioStream]) -> Offers {
+        use crate::usb::descriptors::Rates;
+        let mut o =
+            Offers { rates: Vec::new(), channels: Vec::new(), formats: Vec::new(), rates_from_clock: false };
+        for st in streams {
+            match &st.rates {
+                Rates::Discrete(v) => o.rates.extend(v),
+                Rates::Continuous { min, max } => {
+                    o.rates.extend(RATES.iter().filter(|r| (*min..=*max).contains(r)))
+                }
+                Rates::FromClock => {
+                    o.rates.extend(RATES);
+                    o.rates_from_clock = true;
+                }
+            }
+            o.channels.push(st.channels);
+            o.formats.extend(st.sample);
+        }
+        o.rates.sort_unstable();
+        o.rates.dedup();
+        o.channels.sort_unstable();
+        o.channels.dedup();
+        o.formats.sort_by_key(|f| f.bytes());
+        o.formats.dedup();
+        o
+    }
 }
 
 /// What the picker offers: auto, the simulated signals, and USB audio capture devices.
@@ -172,6 +226,7 @@ fn available_without_usb() -> Vec<DeviceEntry> {
     let mut v = vec![DeviceEntry {
         selector: "auto".into(),
         label: "auto (first USB device, else simulated)".into(),
+        offers: Offers::any(),
     }];
     for (sel, label) in [
         ("sim:sine:1000", "simulated: sine 1 kHz"),
@@ -180,7 +235,7 @@ fn available_without_usb() -> Vec<DeviceEntry> {
         ("sim:square:500", "simulated: square 500 Hz"),
         ("sim:noise", "simulated: white noise"),
     ] {
-        v.push(DeviceEntry { selector: sel.into(), label: label.into() });
+        v.push(DeviceEntry { selector: sel.into(), label: label.into(), offers: Offers::any() });
     }
     v
 }
@@ -191,8 +246,14 @@ pub fn usb_entries(root: &Path) -> Vec<DeviceEntry> {
         .map(|devices| {
             devices
                 .iter()
-                .filter(|d| has_audio_capture(d))
-                .map(|d| DeviceEntry { selector: format!("{}:{}", d.busnum, d.devnum), label: d.label() })
+                .filter_map(|d| {
+                    let streams = crate::usb::descriptors::parse(&d.descriptors).ok()?.audio_streams();
+                    (!streams.is_empty()).then(|| DeviceEntry {
+                        selector: format!("{}:{}", d.busnum, d.devnum),
+                        label: d.label(),
+                        offers: Offers::from_streams(&streams),
+                    })
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -357,24 +418,41 @@ impl DevicesPanel {
         {
             self.entries = available();
         }
+        let any = Offers::any();
+        if changed {
+            // A new device: keep only the choices it offers.
+            if let Some(e) = self.entries.iter().find(|e| e.selector == *bar.device) {
+                let o = &e.offers;
+                bar.rate.take_if(|r| !o.rates.contains(r));
+                bar.channels.take_if(|c| !o.channels.contains(c));
+                bar.sample.take_if(|f| !o.formats.iter().any(|x| x.name() == f.as_str()));
+            }
+        }
+        let offers = self.entries.iter().find(|e| e.selector == *bar.device).map_or(&any, |e| &e.offers);
         let rate_text = bar.rate.map_or("rate: default".to_string(), |r| format!("{r} Hz"));
-        egui::ComboBox::from_id_salt("rate").selected_text(rate_text).show_ui(ui, |ui| {
+        let rates = egui::ComboBox::from_id_salt("rate").selected_text(rate_text).show_ui(ui, |ui| {
             changed |= ui.selectable_value(bar.rate, None, "default").changed();
-            for r in RATES {
+            for &r in &offers.rates {
                 changed |= ui.selectable_value(bar.rate, Some(r), format!("{r} Hz")).changed();
             }
         });
+        if offers.rates_from_clock {
+            rates.response.on_hover_text(
+                "A UAC2 device says its rates only when asked: isoscope asks its clock when it opens it \
+                 and says so if the rate is refused.",
+            );
+        }
         let ch_text = bar.channels.map_or("channels: default".to_string(), |c| format!("{c} ch"));
         egui::ComboBox::from_id_salt("channels").selected_text(ch_text).show_ui(ui, |ui| {
             changed |= ui.selectable_value(bar.channels, None, "default").changed();
-            for c in CHANNELS {
+            for &c in &offers.channels {
                 changed |= ui.selectable_value(bar.channels, Some(c), format!("{c} ch")).changed();
             }
         });
         let fmt_text = bar.sample.clone().unwrap_or_else(|| "format: default".into());
         egui::ComboBox::from_id_salt("format").selected_text(fmt_text).show_ui(ui, |ui| {
             changed |= ui.selectable_value(bar.sample, None, "default").changed();
-            for f in FORMATS {
+            for &f in &offers.formats {
                 changed |= ui.selectable_value(bar.sample, Some(f.name().to_string()), f.name()).changed();
             }
         });
@@ -406,5 +484,43 @@ pub fn mode_name(m: ModeRequest) -> &'static str {
         ModeRequest::Auto => "mode: auto",
         ModeRequest::ZeroCopy => "mode: zero-copy",
         ModeRequest::Copy => "mode: copy",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::usbip::{UacVersion, VirtualDevice, VirtualDeviceConfig};
+
+    fn offers(uac: UacVersion, channels: u16) -> Offers {
+        let dev = VirtualDevice::new(VirtualDeviceConfig { uac, channels, ..Default::default() }).unwrap();
+        let parsed = crate::usb::descriptors::parse(&dev.descriptor_bytes()).unwrap();
+        Offers::from_streams(&parsed.audio_streams())
+    }
+
+    #[test]
+    fn the_menus_offer_what_the_descriptors_say() {
+        // UAC1 lists its rates in the format descriptor.
+        let o = offers(UacVersion::V1, 4);
+        assert_eq!(o.channels, vec![4]);
+        assert_eq!(o.formats, vec![SampleFormat::S16Le, SampleFormat::S24_3Le]);
+        assert!(!o.rates_from_clock);
+        assert!(o.rates.contains(&48_000) && !o.rates.contains(&44_100), "{:?}", o.rates);
+        // UAC2 rates live in the clock: the common ones are offered and marked so.
+        let o = offers(UacVersion::V2, 2);
+        assert_eq!(o.channels, vec![2]);
+        assert!(o.rates_from_clock);
+        assert_eq!(o.rates, RATES.to_vec());
+    }
+
+    #[test]
+    fn hotplug_changes_are_said_by_label() {
+        let e =
+            |s: &str| DeviceEntry { selector: s.into(), label: format!("dev {s}"), offers: Offers::any() };
+        assert_eq!(describe_changes(&[e("1:2")], &[e("1:2")]), None);
+        assert_eq!(
+            describe_changes(&[e("1:2")], &[e("1:3")]).as_deref(),
+            Some("plugged in: dev 1:3; unplugged: dev 1:2")
+        );
     }
 }
