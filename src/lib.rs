@@ -7,6 +7,12 @@
 //! consumers. [`sim`] provides devices without hardware. [`app`] and [`ui`] are the
 //! desktop GUI (eframe); [`audio`] replays a capture through cpal; [`record`] writes WAV and CSV.
 
+/// Unit tests check that the real-time paths (the audio callback) never call the
+/// allocator; this allocator counts the calls made inside `assert_no_alloc`.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
+
 pub mod app;
 pub mod audio;
 pub mod capture;

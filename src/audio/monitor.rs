@@ -451,6 +451,12 @@ impl Drop for Monitor {
     }
 }
 
+/// How long after the callback the card plays the buffer's first frame.
+fn delay(info: &cpal::OutputCallbackInfo) -> Duration {
+    let ts = info.timestamp();
+    ts.playback.duration_since(ts.callback)
+}
+
 fn build_stream(
     device: &cpal::Device,
     config: cpal::StreamConfig,
@@ -460,10 +466,16 @@ fn build_stream(
 ) -> Result<cpal::Stream, cpal::Error> {
     use cpal::SampleFormat as F;
     match format {
-        F::I16 => device.build_output_stream(config, move |d: &mut [i16], i| cb.fill(d, i), on_error, None),
-        F::U16 => device.build_output_stream(config, move |d: &mut [u16], i| cb.fill(d, i), on_error, None),
-        F::I32 => device.build_output_stream(config, move |d: &mut [i32], i| cb.fill(d, i), on_error, None),
-        _ => device.build_output_stream(config, move |d: &mut [f32], i| cb.fill(d, i), on_error, None),
+        F::I16 => {
+            device.build_output_stream(config, move |d: &mut [i16], i| cb.fill(d, delay(i)), on_error, None)
+        }
+        F::U16 => {
+            device.build_output_stream(config, move |d: &mut [u16], i| cb.fill(d, delay(i)), on_error, None)
+        }
+        F::I32 => {
+            device.build_output_stream(config, move |d: &mut [i32], i| cb.fill(d, delay(i)), on_error, None)
+        }
+        _ => device.build_output_stream(config, move |d: &mut [f32], i| cb.fill(d, delay(i)), on_error, None),
     }
 }
 
@@ -488,21 +500,17 @@ struct Callback {
 }
 
 impl Callback {
-    fn fill<T: cpal::SizedSample + cpal::FromSample<f32>>(
-        &mut self,
-        data: &mut [T],
-        info: &cpal::OutputCallbackInfo,
-    ) {
+    /// Fills one buffer for the card; `card_delay` is how long after this call the
+    /// buffer's first frame plays, as the card reports it (unused with host-clock pacing).
+    fn fill<T: cpal::SizedSample + cpal::FromSample<f32>>(&mut self, data: &mut [T], card_delay: Duration) {
         let c = &self.shared.counters;
         let ch = self.channels;
         let frames = data.len() / ch;
         let now = Instant::now();
         let play_at = match self.pacing {
             Pacing::Device => {
-                let ts = info.timestamp();
-                let delay = ts.playback.duration_since(ts.callback);
-                c.device_delay_ns.store(delay.as_nanos() as u64, Relaxed);
-                now + delay
+                c.device_delay_ns.store(card_delay.as_nanos() as u64, Relaxed);
+                now + card_delay
             }
             Pacing::HostClock => {
                 // A card with a two-period buffer asks for a period once the one before the
@@ -760,5 +768,97 @@ impl Worker {
             let out_frame = (self.pushed as f64 + delay - back).max(0.0) as u64;
             let _ = self.marks.try_push(Mark { out_frame, seen_ns });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringbuf::traits::Producer;
+
+    fn callback(ring: HeapCons<f32>, marks: HeapCons<Mark>, shared: Arc<Shared>) -> Callback {
+        Callback {
+            ring,
+            marks,
+            pending_mark: None,
+            shared,
+            epoch: Instant::now(),
+            channels: 2,
+            rate: 48_000.0,
+            scratch: vec![0.0; 8192 * 2].into_boxed_slice(),
+            gain: 1.0,
+            played: 0,
+            pacing: Pacing::Device,
+            t0: None,
+            written: 0,
+        }
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            counters: MonitorCounters::default(),
+            volume_bits: AtomicU32::new(0.5f32.to_bits()),
+            muted: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            primed: AtomicBool::new(true),
+        })
+    }
+
+    #[test]
+    fn the_callback_neither_allocates_nor_frees_and_counts_underruns() {
+        let (mut prod, cons) = HeapRb::<f32>::new(48_000 * 2).split();
+        let (mut mark_prod, mark_cons) = HeapRb::<Mark>::new(64).split();
+        let shared = shared();
+        let mut cb = callback(cons, mark_cons, Arc::clone(&shared));
+        let input: Vec<f32> = (0..2 * 4800).map(|i| (i as f32 * 0.001).sin()).collect();
+        prod.push_slice(&input);
+        for k in 0..10u64 {
+            let _ = mark_prod.try_push(Mark { out_frame: k * 480 + 240, seen_ns: 0 });
+        }
+        let mut out_f32 = vec![0.0f32; 2 * 480];
+        let mut out_i16 = vec![0i16; 2 * 480];
+        assert_no_alloc::reset_violation_count();
+        assert_no_alloc::assert_no_alloc(|| {
+            for k in 0..12 {
+                // Ten full buffers, then two with nothing left in the ring (underruns);
+                // the volume changes half-way (a ramp, not a click).
+                if k == 5 {
+                    shared.volume_bits.store(1.0f32.to_bits(), Relaxed);
+                }
+                if k % 2 == 0 {
+                    cb.fill(&mut out_f32, Duration::from_millis(5));
+                } else {
+                    cb.fill(&mut out_i16, Duration::from_millis(5));
+                }
+            }
+        });
+        assert_eq!(assert_no_alloc::violation_count(), 0, "the audio callback (de)allocated");
+        let st = shared.counters.snapshot();
+        assert_eq!(st.frames_played, 4800);
+        assert_eq!(st.callbacks, 12);
+        assert_eq!((st.underruns, st.underrun_frames), (2, 960));
+        assert_eq!(st.latency_samples, 10, "every marked frame's latency is measured");
+        // The last buffers are silence, not stale samples.
+        assert!(out_f32.iter().all(|&x| x == 0.0) && out_i16.iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn the_allocation_check_catches_an_allocation() {
+        // The check above would fail if the callback allocated: the same check on a Vec.
+        assert_no_alloc::reset_violation_count();
+        assert_no_alloc::assert_no_alloc(|| std::hint::black_box(vec![1u8; 64]).len());
+        assert!(assert_no_alloc::violation_count() > 0);
+    }
+
+    #[test]
+    fn channel_maps_parse_check_and_fit() {
+        assert_eq!(ChannelMap::parse("0,1", 2).unwrap().sources(), &[Some(0), Some(1)]);
+        assert_eq!(ChannelMap::parse("2, -", 4).unwrap().sources(), &[Some(2), None]);
+        assert!(ChannelMap::parse("2,3", 2).unwrap_err().to_string().contains("channel 2 does not exist"));
+        assert!(ChannelMap::parse("a,1", 2).unwrap_err().to_string().contains("'a'"));
+        assert_eq!(ChannelMap::default_for(1, 2).sources(), &[Some(0), Some(0)]);
+        assert_eq!(ChannelMap::default_for(4, 2).sources(), &[Some(0), Some(1)]);
+        assert_eq!(ChannelMap::parse("3", 4).unwrap().fit(2).sources(), &[Some(3), Some(3)]);
+        assert_eq!(ChannelMap::parse("0,1", 2).unwrap().fit(4).sources(), &[Some(0), Some(1), None, None]);
     }
 }
