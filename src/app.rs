@@ -858,6 +858,10 @@ impl IsoscopeApp {
             ),
             Tab::Compare => {
                 let live = self.live.as_ref();
+                // The raw view shows a URB as soon as the tab opens.
+                if let (None, Some(l)) = (&self.raw, live) {
+                    l.capture.raw_tap().request();
+                }
                 ComparePanel {
                     stats: self.last_stats.as_ref().filter(|_| live.is_some()),
                     path: live.map(|l| l.info.path),

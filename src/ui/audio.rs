@@ -50,12 +50,12 @@ impl Default for AudioSettings {
 /// every channel to both ears, then channel pairs to left and right.
 pub fn map_choices(channels: u16) -> Vec<(Option<String>, String)> {
     let mut v =
-        vec![(None, if channels <= 1 { "mono to both".to_string() } else { "ch 1, 2 → L, R".to_string() })];
+        vec![(None, if channels <= 1 { "mono to both".to_string() } else { "ch 1, 2 to L, R".to_string() })];
     for c in 0..channels {
-        v.push((Some(format!("{c},{c}")), format!("ch {} → both", c + 1)));
+        v.push((Some(format!("{c},{c}")), format!("ch {} to both", c + 1)));
     }
     for c in (2..channels.saturating_sub(1)).step_by(2) {
-        v.push((Some(format!("{},{}", c, c + 1)), format!("ch {}, {} → L, R", c + 1, c + 2)));
+        v.push((Some(format!("{},{}", c, c + 1)), format!("ch {}, {} to L, R", c + 1, c + 2)));
     }
     v
 }
@@ -179,7 +179,7 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
             .on_hover_text("32-bit float instead of the device's own format (bit-exact)");
     });
     if let Some((path, secs)) = &v.recording {
-        ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("● {secs:.1} s → {path}"));
+        ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("● {secs:.1} s to {path}"));
     } else if let Some(last) = v.last_recording {
         ui.small(last);
     }
@@ -202,6 +202,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(map_choices(4)[5], (Some("2,3".into()), "ch 3, 4 → L, R".into()));
+        assert_eq!(map_choices(4)[5], (Some("2,3".into()), "ch 3, 4 to L, R".into()));
     }
 }
