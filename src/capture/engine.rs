@@ -655,3 +655,94 @@ impl<B: Backend> Worker<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::SampleFormat;
+    use crate::usb::Speed;
+    use ringbuf::traits::Split;
+    use ringbuf::HeapRb;
+    use std::collections::VecDeque;
+
+    /// A device that completes every URB at once: full packets, every 5th short, every 7th
+    /// failed. Its queue is allocated up front, so it allocates nothing per URB itself.
+    struct Endless {
+        queue: VecDeque<IsoUrb>,
+        n: u32,
+    }
+
+    impl Backend for Endless {
+        fn info(&self) -> BackendInfo {
+            BackendInfo { name: "endless".into(), speed: Speed::High, can_mmap: false, simulated: true }
+        }
+        fn memory_limit(&self, app_cap_bytes: u64) -> crate::dma::MemoryLimit {
+            crate::dma::MemoryLimit { usbfs_memory_mb: Some(16), app_cap_bytes }
+        }
+        fn map_dma(&mut self, _len: usize) -> Result<crate::dma::Region, Errno> {
+            Err(Errno::ENOSYS)
+        }
+        fn submit(&mut self, urb: IsoUrb) -> Result<(), (IsoUrb, BackendError)> {
+            self.queue.push_back(urb);
+            Ok(())
+        }
+        fn reap(&mut self, _timeout: Duration) -> Result<Option<IsoUrb>, BackendError> {
+            let Some(mut urb) = self.queue.pop_front() else { return Ok(None) };
+            let (descs, buf) = urb.device_view();
+            for (i, d) in descs.iter_mut().enumerate() {
+                self.n += 1;
+                buf[i * 8..i * 8 + 8].fill(self.n as u8);
+                d.actual_length = if self.n % 5 == 0 { 4 } else { 8 };
+                d.status = if self.n % 7 == 0 { (-libc::EXDEV) as u32 } else { 0 };
+            }
+            urb.complete(0, 0);
+            Ok(Some(urb))
+        }
+        fn discard_all(&mut self) {}
+        fn in_flight(&self) -> usize {
+            self.queue.len()
+        }
+        fn syscalls(&self) -> u64 {
+            0
+        }
+    }
+
+    /// Allocator calls made by a whole blocking capture of `urbs` URBs into a byte sink and
+    /// a frame sink.
+    fn allocator_calls(urbs: u64) -> u32 {
+        let stream = StreamConfig {
+            endpoint: 0x81,
+            format: PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 },
+            speed: Speed::High,
+            interval: 1,
+            packet_len: 8,
+        };
+        let cfg = CaptureConfig {
+            mode: ModeRequest::Copy,
+            packets_per_urb: Some(8),
+            urbs: Some(4),
+            ..CaptureConfig::default()
+        };
+        let (bytes, _bytes_out) = HeapRb::<u8>::new(1 << 20).split();
+        let (frames, _frames_out) = HeapRb::<f32>::new(1 << 20).split();
+        let backend = Endless { queue: VecDeque::with_capacity(16), n: 0 };
+        let sinks = vec![Sink::Bytes(bytes), Sink::Frames(frames)];
+        assert_no_alloc::reset_violation_count();
+        let stats = assert_no_alloc::assert_no_alloc(|| {
+            let (_, stats) = Capture::run_blocking(backend, stream, &cfg, sinks, urbs).unwrap();
+            stats
+        });
+        assert!(stats.urbs >= urbs && stats.short_packets > 0 && stats.packet_errors > 0, "{stats:?}");
+        assert_no_alloc::violation_count()
+    }
+
+    #[test]
+    fn the_capture_thread_does_not_allocate_per_urb_or_per_packet() {
+        // Setting up and tearing down allocate; streaming must not. So ten times the URBs
+        // (and packets, short ones and failed ones among them) may not cost one more call.
+        let short = allocator_calls(100);
+        let long = allocator_calls(1000);
+        assert!(short > 0, "the check sees the set-up's allocations");
+        assert_eq!(long, short, "{} more allocator calls for 900 more URBs", long - short);
+    }
+}
