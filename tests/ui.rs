@@ -370,3 +370,69 @@ fn hotplug_adds_and_removes_devices_and_auto_moves_from_the_simulated_device() {
     poll(&mut panel, &|p: &DevicesPanel| !has(p));
     assert!(panel.hotplug.as_deref().unwrap().starts_with("unplugged"), "{:?}", panel.hotplug);
 }
+
+#[test]
+fn the_ab_run_alternates_zero_copy_and_copy_and_returns_to_the_chosen_mode() {
+    let mut h = harness("sim:sine:1000");
+    {
+        let a = h.state_mut();
+        a.settings.tab = Tab::Compare;
+        a.settings.ab.seconds = 0.5;
+        a.settings.ab.rounds = 2;
+    }
+    step_until(&mut h, "the capture", |a| a.running());
+    h.step();
+    h.get_by_label("Run A/B").click();
+    step_until(&mut h, "the A/B run", |a| !a.ab.running && a.ab.results.len() == 4);
+    let a = h.state();
+    assert!(a.ab.error.is_none(), "{:?}", a.ab.error);
+    let paths: Vec<TransferPath> = a.ab.results.iter().map(|r| r.path).collect();
+    use TransferPath::{Copy, ZeroCopy};
+    assert_eq!(paths, vec![ZeroCopy, Copy, ZeroCopy, Copy]);
+    for r in &a.ab.results {
+        assert!(r.seconds > 0.4 && r.cpu_us_per_mib > 0.0, "{r:?}");
+        // The kernel copies in copy mode only (the simulator models that).
+        assert_eq!(r.copied_bytes > 0, r.path == Copy, "{r:?}");
+    }
+    // Back on the mode the user had (auto: zero-copy here), still running.
+    step_until(&mut h, "the capture again", |a| a.running());
+    assert_eq!(h.state().path(), Some(ZeroCopy));
+}
+
+#[test]
+fn cursors_measure_dt_and_xy_mode_draws_one_channel_against_the_other() {
+    let mut h = harness("sim:sine:1000");
+    step_until(&mut h, "frames", |a| a.history.total() > 9600);
+    h.key_press(egui::Key::P);
+    h.step();
+    h.get_by_label("Cursors").click();
+    h.step();
+    h.step();
+    // Left click: cursor A; right click: cursor B (on the plot, in the middle of the window).
+    for (x, button) in [(300.0, egui::PointerButton::Primary), (700.0, egui::PointerButton::Secondary)] {
+        let pos = egui::pos2(x, 400.0);
+        h.input_mut().events.push(egui::Event::PointerMoved(pos));
+        h.step();
+        for pressed in [true, false] {
+            h.input_mut().events.push(egui::Event::PointerButton {
+                pos,
+                button,
+                pressed,
+                modifiers: egui::Modifiers::NONE,
+            });
+        }
+        h.step();
+        h.step();
+    }
+    let [Some(a), Some(b)] = h.state().scope.cursors else {
+        panic!("two cursors: {:?}", h.state().scope.cursors)
+    };
+    assert!(b.x > a.x, "B is right of A: {a:?} {b:?}");
+    h.get_by_label_contains("1/dt");
+    // XY: the two channels of the sine, plotted against each other, without a crash.
+    h.get_by_label("XY").click();
+    h.step();
+    h.step();
+    assert!(h.state().settings.scope.xy);
+    assert!(!h.state().scope.points[0].is_empty(), "XY points were made");
+}

@@ -101,7 +101,8 @@ pub struct ScopePanel {
     /// The x bounds (s from the origin) the plot showed last frame while paused.
     paused_bounds: Option<(f64, f64)>,
     buckets: Vec<MinMax>,
-    points: Vec<Vec<PlotPoint>>,
+    /// The plot points of the last frame, per channel (in XY mode, the pairs in the first).
+    pub points: Vec<Vec<PlotPoint>>,
     scratch: Vec<f32>,
 }
 
