@@ -60,8 +60,10 @@ pub struct Settings {
     pub sample: Option<String>,
     pub mode: ModeRequest,
     pub pool_cap_mb: u64,
-    /// Seconds of history kept per channel.
+    /// Seconds of history kept per channel (fewer if `history_mb` says so).
     pub history_s: f64,
+    /// The most memory the history may take, MiB.
+    pub history_mb: u64,
     pub tab: Tab,
     pub scope: ScopeSettings,
     pub spectrum: SpectrumSettings,
@@ -79,6 +81,7 @@ impl Default for Settings {
             mode: ModeRequest::Auto,
             pool_cap_mb: 8,
             history_s: 600.0,
+            history_mb: 1024,
             tab: Tab::Scope,
             scope: ScopeSettings::default(),
             spectrum: SpectrumSettings::default(),
@@ -259,7 +262,12 @@ impl IsoscopeApp {
             Ok(capture) => {
                 let info = capture.info().clone();
                 if self.history.rate != f.rate || self.history.channels.len() != usize::from(f.channels) {
-                    self.history = History::new(f.rate, usize::from(f.channels), self.settings.history_s);
+                    self.history = History::within(
+                        f.rate,
+                        usize::from(f.channels),
+                        self.settings.history_s,
+                        self.settings.history_mb.max(16) << 20,
+                    );
                     self.scope = ScopePanel::default();
                 }
                 self.error = None;
@@ -799,6 +807,7 @@ impl IsoscopeApp {
                         .as_ref()
                         .filter(|l| l.info.device.simulated)
                         .map(|_| "built-in simulated device"),
+                    history: (self.history.seconds(), self.history.heap_bytes()),
                 },
             );
         });

@@ -66,9 +66,21 @@ pub struct History {
     lane: Vec<f32>,
 }
 
+/// Heap bytes one sample costs in the history: the f32 itself and its share of the min/max
+/// levels above it (8 bytes per 16 samples, per 256, ...).
+pub const HISTORY_BYTES_PER_SAMPLE: f64 = 4.0 + 8.0 / 15.0;
+
 impl History {
     /// `seconds` of `channels` at `rate`.
     pub fn new(rate: u32, channels: usize, seconds: f64) -> History {
+        History::within(rate, channels, seconds, u64::MAX)
+    }
+
+    /// `seconds` of `channels` at `rate`, or fewer so that it stays within `budget_bytes`
+    /// (10 minutes of 192 kHz stereo is 1 GiB; 8 channels would be 4).
+    pub fn within(rate: u32, channels: usize, seconds: f64, budget_bytes: u64) -> History {
+        let per_second = f64::from(rate) * channels.max(1) as f64 * HISTORY_BYTES_PER_SAMPLE;
+        let seconds = seconds.min(budget_bytes as f64 / per_second);
         let cap = (f64::from(rate) * seconds.clamp(1.0, 3600.0)) as usize;
         History {
             rate,
@@ -124,8 +136,29 @@ impl History {
         }
     }
 
+    /// Seconds of signal it keeps at most.
+    pub fn seconds(&self) -> f64 {
+        self.channels.first().map_or(0.0, |p| p.capacity() as f64 / f64::from(self.rate.max(1)))
+    }
+
     /// Bytes the history holds now.
     pub fn heap_bytes(&self) -> usize {
         self.channels.iter().map(MinMaxPyramid::heap_bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_history_stays_within_its_memory_budget() {
+        // 10 minutes of 192 kHz stereo fit 1 GiB; 8 channels get a quarter of the time.
+        let h = History::within(192_000, 2, 600.0, 1 << 30);
+        assert!((h.seconds() - 600.0).abs() < 1.0, "{}", h.seconds());
+        assert!(h.heap_bytes() <= 1 << 30, "{}", h.heap_bytes());
+        let h = History::within(192_000, 8, 600.0, 1 << 30);
+        assert!(h.seconds() < 160.0 && h.seconds() > 140.0, "{}", h.seconds());
+        assert!(h.heap_bytes() <= 1 << 30, "{}", h.heap_bytes());
     }
 }
