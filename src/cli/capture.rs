@@ -1,7 +1,6 @@
 //! `isoscope capture`: stream from a device into a WAV file and/or statistics, headless.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -173,7 +172,7 @@ fn session<B: Backend>(
         stats: &stats,
     };
     if let Some(path) = &args.stats_json {
-        write_json(path, &report)?;
+        super::write_json(path, &report)?;
     }
     print_summary(&report, args);
     if let Some(e) = drained.wav_error {
@@ -285,11 +284,4 @@ fn print_summary(r: &Report<'_>, args: &CaptureArgs) {
     if let (Some(path), Some(frames)) = (&args.wav, r.wav_frames) {
         eprintln!("isoscope: wrote {frames} frames to {}", path.display());
     }
-}
-
-fn write_json(path: &Path, report: &Report<'_>) -> anyhow::Result<()> {
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, json + "\n").with_context(|| {
-        format!("cannot write statistics to {}: check the folder exists and is writable", path.display())
-    })
 }

@@ -402,3 +402,12 @@ fn verify_wav(args: &VerifyWavArgs) -> anyhow::Result<ExitCode> {
     );
     Ok(if a.mismatched == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
+
+/// Writes a statistics report as pretty JSON.
+pub(crate) fn write_json(path: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, json + "\n").with_context(|| {
+        format!("cannot write statistics to {}: check the folder exists and is writable", path.display())
+    })
+}

@@ -6,7 +6,6 @@
 //! to listen, so it is an error (exit 1) and nothing is captured.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -197,7 +196,7 @@ fn session<B: Backend>(
         capture: &cap_stats,
     };
     if let Some(path) = &args.stats_json {
-        write_json(path, &report)?;
+        super::write_json(path, &report)?;
     }
     if mon_stats.is_some() {
         eprintln!(
@@ -246,11 +245,4 @@ fn status_line(s: &MonitorStats) -> String {
         s.underruns,
         s.overruns
     )
-}
-
-fn write_json(path: &Path, report: &Report<'_>) -> anyhow::Result<()> {
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, json + "\n").with_context(|| {
-        format!("cannot write statistics to {}: check the folder exists and is writable", path.display())
-    })
 }

@@ -290,6 +290,36 @@ s8() {
   unplug
 }
 
+# monitor: the live monitor on the real kernel path. isoscope takes the device from
+# snd-usb-audio, captures zero-copy and plays through cpal and alsa-lib into a `file` PCM
+# (slave null) paced by the host clock; the recording made alongside verifies bit-exactly,
+# the PCM file holds the sound, and the driver gets the device back.
+jnum() { # jnum FILE KEY -> the first number field KEY at any depth
+  sed -n "s/^ *\"$2\": \([-0-9.]*\),\{0,1\}$/\1/p" "$1" | head -1
+}
+s10() {
+  plug --signal "$SIGNAL" || { result monitor FAIL "could not plug the device"; return; }
+  printf 'pcm.iso_vm {\n  type file\n  slave.pcm "null"\n  file "/tmp/monitor.raw"\n  format "raw"\n}\n' > /tmp/asoundrc
+  rm -f /tmp/monitor.raw
+  ALSA_CONFIG_PATH=/usr/share/alsa/alsa.conf:/tmp/asoundrc isoscope monitor --device 1209:0001 \
+    --output iso_vm --pace-host-clock --seconds 4 --quiet --stats-json /tmp/m.json --wav /tmp/m.wav 2>/tmp/m.log
+  rc=$?
+  wait_driver
+  after=$(ac_driver)
+  med=$(jnum /tmp/m.json latency_ms_median); p99=$(jnum /tmp/m.json latency_ms_p99)
+  played=$(jnum /tmp/m.json frames_played); under=$(jnum /tmp/m.json underruns)
+  raw=$(wc -c < /tmp/monitor.raw 2>/dev/null || echo 0)
+  v=$(isoscope verify-wav --signal "$SIGNAL" /tmp/m.wav 2>&1 | head -1)
+  figures="latency median $med ms, p99 $p99 ms, $played frames played, $under underruns, PCM file $raw bytes, wav $v, driver after $after"
+  if [ "$rc" = 0 ] && [ "${played:-0}" -gt 96000 ] && [ "$raw" -gt 0 ] && [ -n "$med" ] \
+     && echo "$v" | grep -q '"mismatched":0' && [ "$after" = snd-usb-audio ]; then
+    result monitor PASS "$figures"
+  else
+    result monitor FAIL "exit $rc: $figures; $(tail -3 /tmp/m.log | tr '\n' ' ')"
+  fi
+  unplug
+}
+
 # The host names the scenarios to run on the kernel command line.
 only=$(sed -n 's/.*isoscope\.scenarios=\([^ ]*\).*/\1/p' /proc/cmdline)
 want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -306,3 +336,4 @@ want signals && s6
 want not-root && s7
 want usbip-attach && s9
 want bench && s8
+want monitor && s10
