@@ -976,3 +976,25 @@ pub fn run(opts: GuiOptions) -> Result<Option<PathBuf>, String> {
         None => Err("the window closed before the screenshot was taken".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_survive_a_restart_and_old_files_fill_in_defaults() {
+        let mut s =
+            Settings { device: "1:4".into(), rate: Some(96_000), history_mb: 256, ..Settings::default() };
+        s.audio.monitor = true;
+        s.audio.channel_map = Some("2,3".into());
+        s.scope.xy = true;
+        s.tab = Tab::Compare;
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
+        // A settings file from an older version (fields missing) still loads.
+        let old: Settings = serde_json::from_str(r#"{"device":"sim","rate":48000}"#).unwrap();
+        assert_eq!((old.device.as_str(), old.rate), ("sim", Some(48_000)));
+        assert_eq!(old.audio, AudioSettings::default());
+        assert_eq!(old.history_mb, Settings::default().history_mb);
+    }
+}

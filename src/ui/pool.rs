@@ -149,3 +149,33 @@ pub fn ui(ui: &mut egui::Ui, info: Option<&CaptureInfo>, slots: Option<&SlotStat
     });
     ui.small("States are sampled once per frame; 'completed' and 'being read' last microseconds, so they flash rarely.");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{Capture, CaptureConfig, Sink};
+    use crate::sim::{SimConfig, SimDevice};
+    use ringbuf::traits::Split;
+
+    fn info_with_cap(app_cap_bytes: u64) -> CaptureInfo {
+        let dev = SimDevice::new(SimConfig::default()).unwrap();
+        let (prod, _cons) = ringbuf::HeapRb::<u8>::new(1 << 16).split();
+        let cfg = CaptureConfig { app_cap_bytes, ..CaptureConfig::default() };
+        let cap = Capture::start(dev.backend(), dev.stream(), &cfg, vec![Sink::Bytes(prod)]).unwrap();
+        let info = cap.info().clone();
+        cap.stop();
+        info
+    }
+
+    #[test]
+    fn the_warning_comes_before_the_cap_with_the_numbers_and_the_fix() {
+        let roomy = info_with_cap(8 << 20);
+        assert_eq!(cap_warning(&roomy), None);
+        // The same plan under a cap just above what it needs: near the cap, so warned.
+        let need = roomy.memory.accounted_bytes();
+        let tight = info_with_cap(need + need / 20);
+        let w = cap_warning(&tight).expect("a warning near the cap");
+        assert!(w.contains("usbfs_memory_mb") && w.contains("sudo tee"), "{w}");
+        assert!(w.contains(&human_bytes(need)), "{w}");
+    }
+}
