@@ -807,7 +807,7 @@ impl IsoscopeApp {
                         .as_ref()
                         .filter(|l| l.info.device.simulated)
                         .map(|_| "built-in simulated device"),
-                    history: (self.history.seconds(), self.history.heap_bytes()),
+                    history: (self.history.held_seconds(), self.history.seconds(), self.history.heap_bytes()),
                 },
             );
         });
@@ -897,6 +897,15 @@ impl IsoscopeApp {
 impl eframe::App for IsoscopeApp {
     fn update(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.ui(ctx);
+    }
+
+    /// A headless screenshot shows the window as it is, not a hover label wherever the
+    /// virtual display left its pointer.
+    fn raw_input_hook(&mut self, _ctx: &egui::Context, raw_input: &mut egui::RawInput) {
+        if self.opts.screenshot.is_some() {
+            raw_input.events.retain(|e| !matches!(e, egui::Event::PointerMoved(_)));
+            raw_input.events.push(egui::Event::PointerGone);
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

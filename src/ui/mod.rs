@@ -136,6 +136,11 @@ impl History {
         }
     }
 
+    /// Seconds of signal it holds now.
+    pub fn held_seconds(&self) -> f64 {
+        self.channels.first().map_or(0.0, |p| p.len() as f64 / f64::from(self.rate.max(1)))
+    }
+
     /// Seconds of signal it keeps at most.
     pub fn seconds(&self) -> f64 {
         self.channels.first().map_or(0.0, |p| p.capacity() as f64 / f64::from(self.rate.max(1)))

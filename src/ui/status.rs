@@ -11,8 +11,8 @@ pub struct Status<'a> {
     pub bytes_per_s: f64,
     pub running: bool,
     pub note: Option<&'a str>,
-    /// Seconds of history kept and the memory it takes.
-    pub history: (f64, usize),
+    /// Seconds of history held now, the most it keeps, and the memory it takes now.
+    pub history: (f64, f64, usize),
 }
 
 pub fn ui(ui: &mut egui::Ui, s: Status<'_>) {
@@ -41,7 +41,8 @@ pub fn ui(ui: &mut egui::Ui, s: Status<'_>) {
             ui.separator();
             ui.label(format!("{}/s", human_bytes(s.bytes_per_s as u64)));
             ui.separator();
-            ui.label(format!("history {:.0} s ({})", s.history.0, human_bytes(s.history.1 as u64)))
+            let (held, max, bytes) = s.history;
+            ui.label(format!("history {held:.0} of {max:.0} s ({})", human_bytes(bytes as u64)))
                 .on_hover_text("How far back pause and scroll reach; set by history_s and history_mb");
             ui.separator();
             let drops = st.ring_drops;
