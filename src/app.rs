@@ -973,7 +973,11 @@ pub fn run(opts: GuiOptions) -> Result<Option<PathBuf>, String> {
         }),
     )
     .map_err(|e| {
-        format!("cannot open the window: {e}. Is a display available (DISPLAY or WAYLAND_DISPLAY)?")
+        format!(
+            "cannot open the window: {}. Run it in a desktop session (DISPLAY or WAYLAND_DISPLAY set), \
+             or use the headless commands: isoscope capture, isoscope monitor (see isoscope --help)",
+            e.to_string().trim_end_matches('.')
+        )
     })?;
     if !shot {
         return Ok(None);

@@ -337,3 +337,18 @@ fn describe_renders_a_descriptor_file_and_list_always_shows_the_simulated_device
     let text = run(&["list"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("sim"));
 }
+
+#[test]
+fn without_a_display_the_gui_says_what_to_run_instead() {
+    let out = isoscope()
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .env("XDG_CONFIG_HOME", std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open the window") && err.contains("isoscope capture"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
