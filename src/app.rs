@@ -157,6 +157,8 @@ pub struct IsoscopeApp {
     ab_restore: Option<ModeRequest>,
     pub raw: Option<RawSnapshot>,
     pub last_stats: Option<StatsSnapshot>,
+    /// The last capture ended because the device was unplugged.
+    pub unplugged: bool,
     pub audio: AudioState,
     /// Where screenshots, bug reports, recordings and CSV exports go.
     pub out_dir: PathBuf,
@@ -197,6 +199,7 @@ impl IsoscopeApp {
             ab_restore: None,
             raw: None,
             last_stats: None,
+            unplugged: false,
             audio: AudioState::default(),
             out_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             screenshot_pending: false,
@@ -271,6 +274,7 @@ impl IsoscopeApp {
                     self.scope = ScopePanel::default();
                 }
                 self.error = None;
+                self.unplugged = false;
                 self.live = Some(Live {
                     capture,
                     ring: cons,
@@ -432,6 +436,7 @@ impl IsoscopeApp {
             self.last_stats = Some(st);
         }
         if let Some(e) = failed {
+            self.unplugged = matches!(e, crate::capture::CaptureError::Disconnected { .. });
             self.stop();
             self.ab.running = false;
             self.error = Some(UiError { message: e.to_string(), fix: None });
@@ -455,9 +460,13 @@ impl IsoscopeApp {
         if live.started.elapsed().as_secs_f64() < secs {
             return;
         }
-        let stats = live.capture.stats();
         let path = live.info.path;
-        self.ab.results.push(AbResult::from_stats(self.ab.round, path, &stats));
+        // The final figures: the engine publishes its clocks every few URBs while running
+        // and once more when it stops.
+        self.stop();
+        if let Some(stats) = &self.last_stats {
+            self.ab.results.push(AbResult::from_stats(self.ab.round, path, stats));
+        }
         let next = match self.ab.phase {
             Some(ModeRequest::ZeroCopy) => Some(ModeRequest::Copy),
             _ if self.ab.round + 1 < self.settings.ab.rounds => {
@@ -739,6 +748,7 @@ impl IsoscopeApp {
                     mode: &mut s.mode,
                     running,
                     simulated: self.live.as_ref().is_some_and(|l| l.info.device.simulated),
+                    unplugged: self.unplugged,
                 };
                 self.devices.ui(ui, bar, &mut self.cmds);
                 ui.separator();

@@ -326,14 +326,18 @@ fn csv_export_writes_the_frames_in_view() {
 }
 
 #[test]
-fn hotplug_adds_and_removes_devices_and_auto_moves_from_the_simulated_device() {
+fn hotplug_adds_and_removes_devices_auto_moves_from_the_simulated_device_and_a_replug_resumes() {
     use isoscope::ui::devices::{DeviceBar, DevicesPanel};
     use isoscope::ui::Command;
     let sys = tempfile::tempdir().unwrap();
     let mut panel = DevicesPanel::watching(sys.path().to_path_buf(), Duration::from_millis(20));
-    let (mut device, mut rate, mut channels, mut sample, mut mode) =
-        ("auto".to_string(), None, None, None, ModeRequest::Auto);
-    let mut poll = |panel: &mut DevicesPanel, want: &dyn Fn(&DevicesPanel) -> bool| {
+    // What the app would show: (device setting, running, simulated, unplugged).
+    let poll = |panel: &mut DevicesPanel,
+                state: (&str, bool, bool, bool),
+                want: &dyn Fn(&DevicesPanel) -> bool|
+     -> Vec<Command> {
+        let (mut device, mut rate, mut channels, mut sample, mut mode) =
+            (state.0.to_string(), None, None, None, ModeRequest::Auto);
         let mut cmds = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !want(panel) {
@@ -344,31 +348,43 @@ fn hotplug_adds_and_removes_devices_and_auto_moves_from_the_simulated_device() {
                 channels: &mut channels,
                 sample: &mut sample,
                 mode: &mut mode,
-                running: true,
-                simulated: true,
+                running: state.1,
+                simulated: state.2,
+                unplugged: state.3,
             };
             panel.hotplug(&bar, &mut cmds);
             std::thread::sleep(Duration::from_millis(10));
         }
         cmds
     };
-    let has = |p: &DevicesPanel| p.entries.iter().any(|e| e.selector == "1:7");
-    poll(&mut panel, &|p: &DevicesPanel| !p.entries.is_empty());
-    assert!(!has(&panel));
-    // The virtual UAC2 microphone appears in the fake sysfs.
+    // The virtual UAC2 microphone, named by VID:PID (the only one of its kind).
+    let sel = "1209:0001";
+    let has = |p: &DevicesPanel| p.entries.iter().any(|e| e.selector == sel);
     let dev = isoscope::sim::usbip::VirtualDevice::new(Default::default()).unwrap();
-    let d = sys.path().join("1-1");
-    std::fs::create_dir_all(&d).unwrap();
-    for (f, v) in [("busnum", "1\n"), ("devnum", "7\n"), ("idVendor", "1209\n"), ("idProduct", "0001\n")] {
-        std::fs::write(d.join(f), v).unwrap();
-    }
-    std::fs::write(d.join("descriptors"), dev.descriptor_bytes()).unwrap();
-    let cmds = poll(&mut panel, &has);
+    let plug = |devnum: &str| {
+        let d = sys.path().join("1-1");
+        std::fs::create_dir_all(&d).unwrap();
+        for (f, v) in [("busnum", "1\n"), ("devnum", devnum), ("idVendor", "1209\n"), ("idProduct", "0001\n")]
+        {
+            std::fs::write(d.join(f), v).unwrap();
+        }
+        std::fs::write(d.join("descriptors"), dev.descriptor_bytes()).unwrap();
+    };
+    let unplug = || std::fs::remove_dir_all(sys.path().join("1-1")).unwrap();
+
+    poll(&mut panel, ("auto", true, true, false), &|p: &DevicesPanel| !p.entries.is_empty());
+    assert!(!has(&panel));
+    plug("7\n");
+    let cmds = poll(&mut panel, ("auto", true, true, false), &has);
     assert!(panel.hotplug.as_deref().unwrap().starts_with("plugged in"), "{:?}", panel.hotplug);
     assert!(cmds.contains(&Command::Restart), "auto on the simulated device moves to the new one");
-    std::fs::remove_dir_all(&d).unwrap();
-    poll(&mut panel, &|p: &DevicesPanel| !has(p));
+    unplug();
+    poll(&mut panel, (sel, false, false, true), &|p: &DevicesPanel| !has(p));
     assert!(panel.hotplug.as_deref().unwrap().starts_with("unplugged"), "{:?}", panel.hotplug);
+    // Plugged back in (a new device number): the capture that the unplug ended starts again.
+    plug("8\n");
+    let cmds = poll(&mut panel, (sel, false, false, true), &has);
+    assert!(cmds.contains(&Command::Start), "{cmds:?}");
 }
 
 #[test]

@@ -240,16 +240,24 @@ fn available_without_usb() -> Vec<DeviceEntry> {
     v
 }
 
-/// The USB audio capture devices under the sysfs folder `root`, as picker entries.
+/// The USB audio capture devices under the sysfs folder `root`, as picker entries. A device
+/// is named by VID:PID when no other device shares it (stable across replugs and restarts,
+/// so the saved choice finds it again), else by BUS:DEV.
 pub fn usb_entries(root: &Path) -> Vec<DeviceEntry> {
     discovery::list_devices(root)
         .map(|devices| {
+            let twins =
+                |v: u16, p: u16| devices.iter().filter(|d| d.vendor_id == v && d.product_id == p).count();
             devices
                 .iter()
                 .filter_map(|d| {
                     let streams = crate::usb::descriptors::parse(&d.descriptors).ok()?.audio_streams();
                     (!streams.is_empty()).then(|| DeviceEntry {
-                        selector: format!("{}:{}", d.busnum, d.devnum),
+                        selector: if twins(d.vendor_id, d.product_id) == 1 {
+                            format!("{:04x}:{:04x}", d.vendor_id, d.product_id)
+                        } else {
+                            format!("{}:{}", d.busnum, d.devnum)
+                        },
                         label: d.label(),
                         offers: Offers::from_streams(&streams),
                     })
@@ -363,6 +371,9 @@ pub struct DeviceBar<'a> {
     /// The running capture is the simulated device (so "auto" moves to a USB device that
     /// is plugged in).
     pub simulated: bool,
+    /// The last capture ended because its device was unplugged (so it starts again when
+    /// the device comes back).
+    pub unplugged: bool,
 }
 
 impl DevicesPanel {
@@ -381,6 +392,12 @@ impl DevicesPanel {
             let appeared = new.iter().any(|e| !old.iter().any(|o| o.selector == e.selector));
             if appeared && bar.device.as_str() == "auto" && bar.running && bar.simulated {
                 cmds.push(Command::Restart);
+            }
+            let back = new
+                .iter()
+                .any(|e| e.selector == *bar.device && !old.iter().any(|o| o.selector == e.selector));
+            if back && !bar.running && bar.unplugged {
+                cmds.push(Command::Start);
             }
         }
         let mut entries = available_without_usb();
