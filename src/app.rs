@@ -20,7 +20,7 @@ use crate::dsp::SampleFormat;
 use crate::record::{Recording, WavSamples};
 use crate::ui::audio::{AudioSettings, AudioView};
 use crate::ui::compare::{AbResult, AbSettings, AbState, ComparePanel};
-use crate::ui::devices::{self, DeviceBar, DevicesPanel};
+use crate::ui::devices::{DeviceBar, DevicesPanel};
 use crate::ui::scope::{ScopePanel, ScopeSettings};
 use crate::ui::spectrum::{Analysis, SpectrumPanel, SpectrumSettings};
 use crate::ui::{pool, status, Command, History};
@@ -243,13 +243,15 @@ impl IsoscopeApp {
     /// Opens the device and starts a capture in `mode`.
     fn start(&mut self, mode: ModeRequest) {
         self.stop();
-        let (opened, why) = match devices::open(&self.settings.device, &self.request()) {
-            Ok(x) => x,
-            Err(e) => {
-                self.error = Some(UiError { fix: e.fix().map(str::to_string), message: e.to_string() });
-                return;
-            }
-        };
+        let sim = crate::sim::SimConfig::default();
+        let crate::source::Opened { source: opened, fallback: why } =
+            match crate::source::open(&self.settings.device, &self.request(), &sim) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.error = Some(UiError { fix: e.fix().map(str::to_string), message: e.to_string() });
+                    return;
+                }
+            };
         self.note = why;
         let summary = opened.summary();
         let cfg = CaptureConfig {
@@ -367,15 +369,7 @@ impl IsoscopeApp {
     fn stop_recording(&mut self) {
         if let Some(rec) = self.audio.recording.take() {
             self.audio.last_recording = Some(match rec.stop() {
-                Ok(s) => {
-                    let rate = self.live.as_ref().map_or(self.history.rate, |l| l.info.stream.format.rate);
-                    format!(
-                        "saved {} ({} frames, {:.1} s)",
-                        s.path.display(),
-                        s.frames,
-                        s.frames as f64 / f64::from(rate.max(1))
-                    )
-                }
+                Ok(s) => format!("saved {} ({} frames, {:.1} s)", s.path.display(), s.frames, s.seconds),
                 Err(e) => e.to_string(),
             });
         }

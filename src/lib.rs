@@ -4,8 +4,9 @@
 //! The data path, in the order bytes travel:
 //! [`usb`] (devices, URBs) -> [`dma`] (the mmap'd buffer pool) -> [`capture`] (the engine
 //! thread: reap, walk packets, copy valid bytes) -> [`dsp`] (decode) -> lock-free rings to
-//! consumers. [`sim`] provides devices without hardware. [`app`] and [`ui`] are the
-//! desktop GUI (eframe); [`audio`] replays a capture through cpal; [`record`] writes WAV and CSV.
+//! consumers. [`sim`] provides devices without hardware; [`source`] opens a USB or simulated
+//! device from a selector. [`app`] and [`ui`] are the desktop GUI (eframe); [`audio`]
+//! replays a capture through cpal; [`record`] writes WAV and CSV.
 
 /// Unit tests check that the real-time paths (the audio callback) never call the
 /// allocator; this allocator counts the calls made inside `assert_no_alloc`.
@@ -20,5 +21,6 @@ pub mod dma;
 pub mod dsp;
 pub mod record;
 pub mod sim;
+pub mod source;
 pub mod ui;
 pub mod usb;

@@ -9,6 +9,10 @@
 //! (cpal's ALSA worker, the stream setup, sample format negotiation, the file plugin) is
 //! the real path.
 //!
+//! They run in real time, one at a time. A stall of the whole machine longer than the
+//! latency headroom (seen here for a minute or two after a big build) empties any 20 ms
+//! output; such a run is told apart by a probe thread and run again ([`play_checked`]).
+//!
 //! Needs `libasound2-dev` to build and `libasound2-data` (alsa.conf) to run.
 
 use std::path::{Path, PathBuf};
@@ -43,14 +47,60 @@ fn alsa_dir() -> &'static Path {
     })
 }
 
+/// What one real-time run gave: the monitor's statistics, the capture's ring drops, the
+/// samples the PCM received, and the longest stall of the machine itself during the run.
+struct Played {
+    stats: MonitorStats,
+    drops: u64,
+    samples: Vec<f32>,
+    machine_stall_ms: f64,
+}
+
+/// A stall of the whole machine longer than this (the 20 ms target minus the card's two
+/// periods) empties the output whatever the monitor does.
+const STALL_LIMIT_MS: f64 = 12.0;
+
+/// Runs `play` and `check`s it. A failed check is run again (up to five runs in all) only
+/// when a probe thread that sleeps 1 ms at a time saw the machine itself stall for longer
+/// than [`STALL_LIMIT_MS`] during that run (seen here after big builds: 20-54 ms stalls of
+/// every process, with the monitor's underruns in the same runs); any other failure fails.
+fn play_checked(
+    what: &str,
+    run: impl Fn() -> Played,
+    check: impl Fn(&Played) -> Result<(), String>,
+) -> Played {
+    const RUNS: usize = 5;
+    for attempt in 1..=RUNS {
+        let p = run();
+        match check(&p) {
+            Ok(()) => return p,
+            Err(e) if p.machine_stall_ms > STALL_LIMIT_MS && attempt < RUNS => eprintln!(
+                "{what}: run {attempt}: {e}; the machine itself stalled for {:.1} ms: running again",
+                p.machine_stall_ms
+            ),
+            Err(e) => panic!("{what}: {e} (longest machine stall in this run: {:.1} ms)", p.machine_stall_ms),
+        }
+    }
+    unreachable!("the last run returns or panics")
+}
+
+/// The longest time a thread asking to sleep 1 ms was away, until `stop` is set.
+fn stall_probe(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<f64> {
+    std::thread::spawn(move || {
+        let mut worst = Duration::ZERO;
+        let mut last = std::time::Instant::now();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+            let now = std::time::Instant::now();
+            worst = worst.max(now - last);
+            last = now;
+        }
+        worst.as_secs_f64() * 1000.0
+    })
+}
+
 /// Plays a 1 kHz sine from the simulated device at `rate` to `pcm` for `seconds`.
-fn play(
-    pcm: &str,
-    rate: u32,
-    clock_ppm: f64,
-    seconds: f64,
-    output_rate: Option<u32>,
-) -> (MonitorStats, u64, Vec<f32>) {
+fn play(pcm: &str, rate: u32, clock_ppm: f64, seconds: f64, output_rate: Option<u32>) -> Played {
     // One real-time run at a time: on a 2-core machine three of them at once (each a
     // capture thread, a resampling worker and an ALSA thread, in a debug build) starve
     // each other, which is a test of the machine, not of the monitor.
@@ -72,6 +122,8 @@ fn play(
         pacing: Pacing::HostClock,
         ..MonitorConfig::default()
     };
+    let probe_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = stall_probe(std::sync::Arc::clone(&probe_stop));
     let monitor = Monitor::start(cons, format, &cfg).expect("the test PCM opens");
     assert_eq!(monitor.info().sample_format, "f32", "the file PCM takes float");
     let capture = Capture::start(
@@ -85,9 +137,11 @@ fn play(
     let (cap, failure) = capture.stop();
     assert!(failure.is_none(), "{failure:?}");
     let stats = monitor.stop();
+    probe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let machine_stall_ms = probe.join().unwrap();
     let bytes = std::fs::read(dir.join(format!("{pcm}.raw"))).unwrap();
     let samples = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    (stats, cap.ring_drops, samples)
+    Played { stats, drops: cap.ring_drops, samples, machine_stall_ms }
 }
 
 /// Fits `a sin(wt) + b cos(wt) + c` to `x` at angular frequency `w` (rad/sample); returns
@@ -152,41 +206,77 @@ fn worst_window_error_db(samples: &[f32], channels: usize, rate: f64) -> (f64, u
     (worst, windows)
 }
 
+/// Every 10 ms window of the left channel within -60 dBFS RMS of a clean 1 kHz sine (S16
+/// input quantisation alone is about -101 dBFS; the sinc resampler adds little more), at
+/// least 200 windows, and no underrun, overrun or capture drop.
+fn clean_sine(p: &Played) -> Result<(f64, usize), String> {
+    let (worst, windows) = worst_window_error_db(&p.samples, 2, 48_000.0);
+    let st = &p.stats;
+    if windows <= 200 {
+        return Err(format!("only {windows} windows played"));
+    }
+    if worst >= -60.0 {
+        return Err(format!("worst window error {worst:.1} dBFS; {st:?}"));
+    }
+    if (st.underruns, st.overruns, p.drops) != (0, 0, 0) {
+        return Err(format!("underruns, overruns, drops {:?}: {st:?}", (st.underruns, st.overruns, p.drops)));
+    }
+    Ok((worst, windows))
+}
+
 #[test]
 fn a_48k_sine_comes_out_of_alsa_as_it_went_in() {
-    let (stats, drops, samples) = play("iso_equal48", 48_000, 0.0, 3.0, None);
-    let (worst, windows) = worst_window_error_db(&samples, 2, 48_000.0);
-    assert!(windows > 200, "only {windows} windows played");
-    // Tolerance: every 10 ms window within -60 dBFS RMS of a clean 1 kHz sine (S16 input
-    // quantisation alone is about -101 dBFS; the sinc resampler adds little more).
-    assert!(worst < -60.0, "worst window error {worst:.1} dBFS; {stats:?}");
-    assert_eq!((stats.underruns, stats.overruns, drops), (0, 0, 0), "{stats:?}");
-    eprintln!("48k -> 48k: worst window error {worst:.1} dBFS over {windows} windows; {stats:?}");
+    let p = play_checked(
+        "48k -> 48k",
+        || play("iso_equal48", 48_000, 0.0, 3.0, None),
+        |p| clean_sine(p).map(drop),
+    );
+    let (worst, windows) = clean_sine(&p).unwrap();
+    eprintln!("48k -> 48k: worst window error {worst:.1} dBFS over {windows} windows; {:?}", p.stats);
 }
 
 #[test]
 fn a_44k1_device_is_resampled_to_a_48k_output() {
-    let (stats, drops, samples) = play("iso_equal44", 44_100, 0.0, 3.0, Some(48_000));
-    let (worst, windows) = worst_window_error_db(&samples, 2, 48_000.0);
-    assert!(windows > 200, "only {windows} windows played");
-    assert!(worst < -60.0, "worst window error {worst:.1} dBFS; {stats:?}");
-    assert_eq!((stats.underruns, stats.overruns, drops), (0, 0, 0), "{stats:?}");
-    assert!((stats.ratio / (48_000.0 / 44_100.0) - 1.0).abs() < 0.0011, "ratio {}", stats.ratio);
-    eprintln!("44.1k -> 48k: worst window error {worst:.1} dBFS over {windows} windows; {stats:?}");
+    let check = |p: &Played| {
+        clean_sine(p)?;
+        let ratio = p.stats.ratio;
+        if (ratio / (48_000.0 / 44_100.0) - 1.0).abs() >= 0.0011 {
+            return Err(format!("ratio {ratio}"));
+        }
+        Ok(())
+    };
+    let p = play_checked("44.1k -> 48k", || play("iso_equal44", 44_100, 0.0, 3.0, Some(48_000)), check);
+    let (worst, windows) = clean_sine(&p).unwrap();
+    eprintln!("44.1k -> 48k: worst window error {worst:.1} dBFS over {windows} windows; {:?}", p.stats);
 }
 
 /// 60 s in real time (the longest test; about a minute of CI).
 #[test]
 fn a_500_ppm_fast_device_holds_the_latency_for_60_s_without_underrun() {
     let seconds = std::env::var("ISOSCOPE_DRIFT_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60.0);
-    let (stats, drops, _) = play("iso_drift", 48_000, 500.0, seconds, None);
-    eprintln!("drift 500 ppm for {seconds} s: {stats:?}");
-    assert_eq!((stats.underruns, stats.overruns, drops), (0, 0, 0), "{stats:?}");
-    let median = stats.latency_ms_median.unwrap();
-    let p99 = stats.latency_ms_p99.unwrap();
-    assert!((median - 20.0).abs() <= 2.0, "median latency {median} ms, target 20");
-    assert!(p99 <= 26.0, "p99 latency {p99} ms");
-    assert!((stats.correction_ppm + 500.0).abs() < 100.0, "correction {} ppm", stats.correction_ppm);
+    let check = |p: &Played| {
+        let st = &p.stats;
+        if (st.underruns, st.overruns, p.drops) != (0, 0, 0) {
+            return Err(format!(
+                "underruns, overruns, drops {:?}: {st:?}",
+                (st.underruns, st.overruns, p.drops)
+            ));
+        }
+        let median = st.latency_ms_median.ok_or("no latency measured")?;
+        let p99 = st.latency_ms_p99.ok_or("no latency measured")?;
+        if (median - 20.0).abs() > 2.0 {
+            return Err(format!("median latency {median} ms, target 20"));
+        }
+        if p99 > 26.0 {
+            return Err(format!("p99 latency {p99} ms"));
+        }
+        if (st.correction_ppm + 500.0).abs() >= 100.0 {
+            return Err(format!("correction {} ppm", st.correction_ppm));
+        }
+        Ok(())
+    };
+    let p = play_checked("drift 500 ppm", || play("iso_drift", 48_000, 500.0, seconds, None), check);
+    eprintln!("drift 500 ppm for {seconds} s: {:?}", p.stats);
 }
 
 /// `isoscope monitor` with ALSA configured to a sound card that does not exist.

@@ -9,8 +9,9 @@ use isoscope::capture::{Backend, Capture, CaptureConfig, ModeRequest, Sink, Stat
 use ringbuf::traits::{Consumer, Split};
 use ringbuf::HeapRb;
 
-use super::device::{self, OpenedDevice};
+use super::device;
 use super::BenchArgs;
+use isoscope::source::Source;
 
 /// One run's figures.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,11 +51,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 packets_per_urb: args.packets,
                 ..CaptureConfig::default()
             };
-            let (dev_name, stats) = match device::open(&args.device)? {
-                OpenedDevice::Sim { backend, device } => {
-                    one_run(*backend, device.stream(), &cfg, args.seconds)?
-                }
-                OpenedDevice::Usb { capture, .. } => {
+            let (dev_name, stats) = match device::open(&args.device)?.0 {
+                Source::Sim(device) => one_run(device.backend(), device.stream(), &cfg, args.seconds)?,
+                Source::Usb(capture) => {
                     let capture = *capture;
                     one_run(capture.backend, capture.stream, &cfg, args.seconds)?
                 }

@@ -1,11 +1,10 @@
 //! `isoscope capture`: stream from a device into a WAV file and/or statistics, headless.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use isoscope::capture::{
@@ -17,8 +16,9 @@ use isoscope::sim::Verifier;
 use ringbuf::traits::{Consumer, Observer, Split};
 use ringbuf::{HeapCons, HeapRb};
 
-use super::device::{self, OpenedDevice};
+use super::device;
 use super::CaptureArgs;
+use isoscope::source::Source;
 
 /// What `--stats-json` holds.
 #[derive(serde::Serialize)]
@@ -83,11 +83,10 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(s.is_finite() && s > 0.0, "--seconds must be a positive number, not {s}");
     }
     match device::open(&args.device)? {
-        OpenedDevice::Sim { device, backend } => {
-            let verifier = device.verifier();
-            session(*backend, device.stream(), &cfg, args, Some(verifier), &stop)
+        (Source::Sim(device), verifier) => {
+            session(device.backend(), device.stream(), &cfg, args, verifier, &stop)
         }
-        OpenedDevice::Usb { capture, verifier } => {
+        (Source::Usb(capture), verifier) => {
             let capture = *capture;
             session(capture.backend, capture.stream, &cfg, args, verifier, &stop)
         }
@@ -120,22 +119,9 @@ fn session<B: Backend>(
     let done = Arc::new(AtomicBool::new(false));
     let consumer = spawn_consumer(cons, wav, verifier, format.frame_bytes(), Arc::clone(&done))?;
 
-    let started = Instant::now();
-    let live = !args.quiet && std::io::stderr().is_terminal();
-    let mut last_line = Instant::now();
-    while !stop.load(Ordering::Relaxed)
-        && !capture.is_finished()
-        && args.seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-        if live && last_line.elapsed() >= Duration::from_millis(500) {
-            eprint!("\r{}   ", status_line(&capture.stats(), &info));
-            last_line = Instant::now();
-        }
-    }
-    if live {
-        eprintln!();
-    }
+    super::wait_for_end(&capture, stop, args.seconds, args.quiet, || {
+        Some(status_line(&capture.stats(), &info))
+    });
     let (stats, failure) = capture.stop();
     done.store(true, Ordering::Release);
     let drained = consumer.join().map_err(|_| anyhow::anyhow!("the recording thread panicked"))?;
@@ -192,7 +178,7 @@ fn session<B: Backend>(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn spawn_consumer(
+fn spawn_consumer(
     mut cons: HeapCons<u8>,
     mut wav: Option<WavRecorder>,
     mut verifier: Option<Verifier>,

@@ -411,3 +411,34 @@ pub(crate) fn write_json(path: &std::path::Path, report: &impl serde::Serialize)
         format!("cannot write statistics to {}: check the folder exists and is writable", path.display())
     })
 }
+
+/// Waits until Ctrl-C or SIGTERM (`stop`), the end of the capture, or `seconds`; unless
+/// `quiet` or stderr is not a terminal, redraws `status()` there twice a second.
+pub(crate) fn wait_for_end(
+    capture: &isoscope::capture::Capture,
+    stop: &std::sync::atomic::AtomicBool,
+    seconds: Option<f64>,
+    quiet: bool,
+    mut status: impl FnMut() -> Option<String>,
+) {
+    use std::io::IsTerminal;
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let live = !quiet && std::io::stderr().is_terminal();
+    let mut last_line = Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+        && !capture.is_finished()
+        && seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        if live && last_line.elapsed() >= Duration::from_millis(500) {
+            if let Some(line) = status() {
+                eprint!("\r{line}   ");
+            }
+            last_line = Instant::now();
+        }
+    }
+    if live {
+        eprintln!();
+    }
+}

@@ -5,22 +5,19 @@
 //! says why there is no sound) and the exit status is 0; without `--wav` the user asked only
 //! to listen, so it is an error (exit 1) and nothing is captured.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use isoscope::audio::{self, ChannelMap, Monitor, MonitorConfig, MonitorInfo, MonitorStats, Pacing};
 use isoscope::capture::{Backend, Capture, CaptureConfig, CaptureError, Sink, StatsSnapshot, StreamConfig};
-use isoscope::record::WavRecorder;
-use ringbuf::traits::Split;
-use ringbuf::HeapRb;
+use isoscope::record::{Recording, WavSamples};
 
-use super::capture::{print_banner, spawn_consumer};
-use super::device::{self, OpenedDevice};
+use super::capture::print_banner;
+use super::device;
 use super::MonitorArgs;
+use isoscope::source::Source;
 
 /// What `--stats-json` holds: the headline figures at the top, then everything.
 #[derive(serde::Serialize)]
@@ -68,9 +65,9 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
     }
     let cfg = CaptureConfig { mode: args.mode, ..CaptureConfig::default() };
-    match device::open(&args.device)? {
-        OpenedDevice::Sim { device, backend } => session(*backend, device.stream(), &cfg, args, &stop),
-        OpenedDevice::Usb { capture, .. } => {
+    match device::open(&args.device)?.0 {
+        Source::Sim(device) => session(device.backend(), device.stream(), &cfg, args, &stop),
+        Source::Usb(capture) => {
             let capture = *capture;
             session(capture.backend, capture.stream, &cfg, args, &stop)
         }
@@ -108,22 +105,17 @@ fn session<B: Backend>(
         }
         Err(e) => return Err(e.into()),
     };
-    let wav = match &args.wav {
-        Some(path) => Some(WavRecorder::create(path, format)?),
-        None => None,
-    };
     let mut sinks = Vec::new();
     if monitor.is_some() {
         sinks.push(Sink::Frames(frames_prod));
     }
-    let consumer = if wav.is_some() {
-        let ring_bytes = (format.bytes_per_second() as usize * 2).max(1 << 20);
-        let (prod, cons) = HeapRb::<u8>::new(ring_bytes).split();
-        sinks.push(Sink::Bytes(prod));
-        let done = Arc::new(AtomicBool::new(false));
-        Some((spawn_consumer(cons, wav, None, format.frame_bytes(), Arc::clone(&done))?, done))
-    } else {
-        None
+    let recording = match &args.wav {
+        Some(path) => {
+            let (prod, cons) = Recording::ring(format, 2.0);
+            sinks.push(Sink::Bytes(prod));
+            Some(Recording::start(cons, path, format, WavSamples::Native)?)
+        }
+        None => None,
     };
     let capture = Capture::start(backend, stream, cfg, sinks)?;
     let info = capture.info().clone();
@@ -143,24 +135,9 @@ fn session<B: Backend>(
         );
     }
 
-    let started = Instant::now();
-    let live = !args.quiet && std::io::stderr().is_terminal();
-    let mut last_line = Instant::now();
-    while !stop.load(Ordering::Relaxed)
-        && !capture.is_finished()
-        && args.seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-        if live && last_line.elapsed() >= Duration::from_millis(500) {
-            if let Some(m) = &monitor {
-                eprint!("\r{}   ", status_line(&m.stats()));
-            }
-            last_line = Instant::now();
-        }
-    }
-    if live {
-        eprintln!();
-    }
+    super::wait_for_end(&capture, stop, args.seconds, args.quiet, || {
+        monitor.as_ref().map(|m| status_line(&m.stats()))
+    });
     let (cap_stats, failure) = capture.stop();
     let mon_stats = monitor.as_ref().map(Monitor::stats);
     let mon_info = monitor.as_ref().map(|m| m.info().clone());
@@ -168,13 +145,8 @@ fn session<B: Backend>(
         Some(m) => Some(m.stop()),
         None => mon_stats,
     };
-    let drained = match consumer {
-        Some((handle, done)) => {
-            done.store(true, Ordering::Release);
-            Some(handle.join().map_err(|_| anyhow::anyhow!("the recording thread panicked"))?)
-        }
-        None => None,
-    };
+    // The capture has stopped: the recording writes what is left in its ring and closes.
+    let recorded = recording.map(Recording::stop);
     let m = mon_stats.clone().unwrap_or_default();
     let report = Report {
         device: &info.device.name,
@@ -190,7 +162,7 @@ fn session<B: Backend>(
         ratio: m.ratio,
         correction_ppm: m.correction_ppm,
         resampler_cpu_percent: m.resampler_cpu_percent,
-        wav_frames: drained.as_ref().and_then(|d| d.wav_frames),
+        wav_frames: recorded.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.frames),
         error: failure.as_ref().map(CaptureError::to_string),
         monitor: mon_stats.as_ref(),
         capture: &cap_stats,
@@ -215,8 +187,8 @@ fn session<B: Backend>(
     if let (Some(path), Some(frames)) = (&args.wav, report.wav_frames) {
         eprintln!("isoscope: wrote {frames} frames to {}", path.display());
     }
-    if let Some(e) = drained.and_then(|d| d.wav_error) {
-        return Err(e);
+    if let Some(Err(e)) = recorded {
+        return Err(e.into());
     }
     if let Some(e) = failure {
         return Err(e.into());

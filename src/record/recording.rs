@@ -20,10 +20,11 @@ use crate::dsp::PcmFormat;
 const POLL: Duration = Duration::from_millis(5);
 
 /// What a finished recording wrote.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RecordingSummary {
     pub path: PathBuf,
     pub frames: u64,
+    pub seconds: f64,
 }
 
 /// A WAV recording fed by a capture, on its own thread.
@@ -96,7 +97,8 @@ impl Recording {
                 })
             }
         };
-        Ok(RecordingSummary { path: self.path.clone(), frames })
+        let seconds = frames as f64 / f64::from(self.format.rate.max(1));
+        Ok(RecordingSummary { path: self.path.clone(), frames, seconds })
     }
 }
 

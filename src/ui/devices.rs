@@ -1,6 +1,6 @@
-//! The device panel: the picker (simulated signals and USB audio capture devices), format
-//! and rate, capture mode, run/stop/single; and the one function that opens a device, so
-//! new kinds of device are added in one place.
+//! The device panel: the picker (simulated signals and USB audio capture devices, kept up
+//! to date by a hotplug watcher), format and rate from the descriptors, capture mode,
+//! run/stop/single. Devices are opened by [`crate::source::open`].
 
 use eframe::egui;
 use std::path::{Path, PathBuf};
@@ -11,147 +11,11 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-use crate::capture::{Capture, CaptureConfig, CaptureError, ModeRequest, Sink};
+use crate::capture::ModeRequest;
 use crate::dsp::SampleFormat;
-use crate::sim::signal::SignalError;
-use crate::sim::{Signal, SimConfig, SimDevice, SimError};
-use crate::usb::discovery::{self, DeviceSelector, SelectorError};
-use crate::usb::open::{open_capture, OpenError, UsbCapture};
-use crate::usb::uac::StreamRequest;
+use crate::usb::discovery;
 
 use super::Command;
-
-/// Why a device could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum DeviceError {
-    #[error(transparent)]
-    Selector(#[from] SelectorError),
-    #[error(transparent)]
-    Signal(#[from] SignalError),
-    #[error(transparent)]
-    Sim(#[from] SimError),
-    #[error(transparent)]
-    Open(#[from] OpenError),
-    #[error("no USB device matches '{0}'; the device list shows what is connected")]
-    NotFound(String),
-    #[error("cannot list USB devices: {0}")]
-    Discovery(String),
-}
-
-impl DeviceError {
-    /// What the user can do about it, if there is a standard fix.
-    pub fn fix(&self) -> Option<&'static str> {
-        let text = self.to_string();
-        if text.contains("EACCES") || text.contains("ermission") || text.contains("EPERM") {
-            Some(
-                "Install the udev rule: sudo cp assets/60-isoscope.rules /etc/udev/rules.d/ && \
-                 sudo udevadm control --reload && sudo udevadm trigger, then replug the device.",
-            )
-        } else if text.contains("EBUSY") {
-            Some("Another program holds the device: close it (e.g. a sound server using it) and start again.")
-        } else if matches!(self, DeviceError::Discovery(_)) {
-            Some("USB devices are found through sysfs (/sys/bus/usb/devices); without it, pick a simulated device.")
-        } else if matches!(self, DeviceError::NotFound(_)) {
-            Some("Pick a device from the list, or plug it in and press Refresh.")
-        } else {
-            None
-        }
-    }
-}
-
-/// A device ready to capture from.
-pub enum Opened {
-    Sim(Box<SimDevice>),
-    Usb(Box<UsbCapture>),
-}
-
-impl Opened {
-    /// Starts a capture on it, pushing decoded frames into `sinks`.
-    pub fn start(self, cfg: &CaptureConfig, sinks: Vec<Sink>) -> Result<Capture, CaptureError> {
-        match self {
-            Opened::Sim(dev) => Capture::start(dev.backend(), dev.stream(), cfg, sinks),
-            Opened::Usb(usb) => {
-                let usb = *usb;
-                Capture::start(usb.backend, usb.stream, cfg, sinks)
-            }
-        }
-    }
-
-    /// The stream it will capture.
-    pub fn stream(&self) -> crate::capture::StreamConfig {
-        match self {
-            Opened::Sim(dev) => dev.stream(),
-            Opened::Usb(usb) => usb.stream,
-        }
-    }
-
-    /// A few lines about the device for the bug report.
-    pub fn summary(&self) -> String {
-        match self {
-            Opened::Sim(dev) => format!("{} (simulated, in process)", dev.name()),
-            Opened::Usb(usb) => {
-                let mut s = format!("stream: {}", usb.chosen);
-                for (i, d) in &usb.detached {
-                    s.push_str(&format!("\ntook interface {i} from {d}"));
-                }
-                s
-            }
-        }
-    }
-}
-
-/// Opens what `selector` names. "auto": the first USB audio capture device that opens,
-/// else the simulated device; the second value says why it fell back, for the screen.
-pub fn open(selector: &str, req: &StreamRequest) -> Result<(Opened, Option<String>), DeviceError> {
-    match selector.parse::<DeviceSelector>()? {
-        DeviceSelector::Sim(signal) => {
-            let signal = match signal {
-                Some(s) => s.parse::<Signal>()?,
-                None => Signal::default(),
-            };
-            Ok((open_sim(signal, req)?, None))
-        }
-        DeviceSelector::Auto => {
-            let devices =
-                discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES)).unwrap_or_default();
-            let mut reasons = Vec::new();
-            for info in devices.iter().filter(|d| has_audio_capture(d)) {
-                match open_capture(info, req) {
-                    Ok(c) => return Ok((Opened::Usb(Box::new(c)), None)),
-                    Err(e) => reasons.push(format!("{}: {e}", info.label())),
-                }
-            }
-            let why = if reasons.is_empty() {
-                "No USB audio capture device found: showing the built-in simulated device.".to_string()
-            } else {
-                format!(
-                    "No USB capture device could be opened ({}): showing the built-in simulated device.",
-                    reasons.join("; ")
-                )
-            };
-            Ok((open_sim(Signal::default(), req)?, Some(why)))
-        }
-        sel => {
-            let devices = discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES))
-                .map_err(|e| DeviceError::Discovery(format!("looking for '{selector}': {e}")))?;
-            let info = sel.find(&devices).ok_or_else(|| DeviceError::NotFound(selector.to_string()))?;
-            Ok((Opened::Usb(Box::new(open_capture(info, req)?)), None))
-        }
-    }
-}
-
-fn open_sim(signal: Signal, req: &StreamRequest) -> Result<Opened, DeviceError> {
-    let mut cfg = SimConfig { signal, ..SimConfig::default() };
-    cfg.format.sample = req.sample.unwrap_or(cfg.format.sample);
-    cfg.format.channels = req.channels.unwrap_or(cfg.format.channels).clamp(1, 8);
-    cfg.format.rate = req.rate.unwrap_or(cfg.format.rate).clamp(1_000, 384_000);
-    Ok(Opened::Sim(Box::new(SimDevice::new(cfg)?)))
-}
-
-/// Whether a device has an audio streaming interface with an iso IN endpoint.
-pub fn has_audio_capture(info: &discovery::UsbDeviceInfo) -> bool {
-    crate::usb::descriptors::parse(&info.descriptors).is_ok_and(|d| !d.audio_streams().is_empty())
-}
 
 /// One entry of the picker.
 #[derive(Clone, Debug, PartialEq)]
@@ -435,7 +299,7 @@ impl DevicesPanel {
         {
             self.entries = available();
         }
-        let any = Offers::any();
+        static ANY: std::sync::LazyLock<Offers> = std::sync::LazyLock::new(Offers::any);
         if changed {
             // A new device: keep only the choices it offers.
             if let Some(e) = self.entries.iter().find(|e| e.selector == *bar.device) {
@@ -445,7 +309,7 @@ impl DevicesPanel {
                 bar.sample.take_if(|f| !o.formats.iter().any(|x| x.name() == f.as_str()));
             }
         }
-        let offers = self.entries.iter().find(|e| e.selector == *bar.device).map_or(&any, |e| &e.offers);
+        let offers = self.entries.iter().find(|e| e.selector == *bar.device).map_or(&*ANY, |e| &e.offers);
         let rate_text = bar.rate.map_or("rate: default".to_string(), |r| format!("{r} Hz"));
         let rates = egui::ComboBox::from_id_salt("rate").selected_text(rate_text).show_ui(ui, |ui| {
             changed |= ui.selectable_value(bar.rate, None, "default").changed();

@@ -1,0 +1,159 @@
+//! Where samples come from: a device selector (`auto`, `sim[:SIGNAL]`, `BUS:DEV`, `VID:PID`,
+//! a `/dev/bus/usb` path) turned into a USB device opened through usbfs or the simulated
+//! device, ready to capture. The CLI and the GUI both open devices here.
+
+use std::path::Path;
+
+use crate::capture::{Capture, CaptureConfig, CaptureError, Sink, StreamConfig};
+use crate::sim::signal::SignalError;
+use crate::sim::{Signal, SimConfig, SimDevice, SimError};
+use crate::usb::discovery::{self, DeviceSelector, SelectorError, UsbDeviceInfo};
+use crate::usb::open::{open_capture, OpenError, UsbCapture};
+use crate::usb::uac::StreamRequest;
+
+/// Why a device could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("no USB device matches '{0}': `isoscope list` (or the device menu) shows what is connected")]
+    NotFound(String),
+    #[error("cannot list USB devices: {0}")]
+    Discovery(String),
+}
+
+impl SourceError {
+    /// What the user can do about it, if there is a standard fix.
+    pub fn fix(&self) -> Option<&'static str> {
+        let text = self.to_string();
+        if text.contains("EACCES") || text.contains("ermission") || text.contains("EPERM") {
+            Some(
+                "Install the udev rule: sudo cp assets/60-isoscope.rules /etc/udev/rules.d/ && \
+                 sudo udevadm control --reload && sudo udevadm trigger, then replug the device.",
+            )
+        } else if text.contains("EBUSY") {
+            Some("Another program holds the device: close it (e.g. a sound server using it) and start again.")
+        } else if matches!(self, SourceError::Discovery(_)) {
+            Some("USB devices are found through sysfs (/sys/bus/usb/devices); without it, pick a simulated device.")
+        } else if matches!(self, SourceError::NotFound(_)) {
+            Some("Pick a device from the list, or plug it in.")
+        } else {
+            None
+        }
+    }
+}
+
+/// A device ready to capture from.
+pub enum Source {
+    Sim(Box<SimDevice>),
+    Usb(Box<UsbCapture>),
+}
+
+/// What [`open`] found.
+pub struct Opened {
+    pub source: Source,
+    /// With `auto`: why it is the simulated device (none found, or why each failed).
+    pub fallback: Option<String>,
+}
+
+impl Source {
+    /// Starts a capture on it, pushing into `sinks`.
+    pub fn start(self, cfg: &CaptureConfig, sinks: Vec<Sink>) -> Result<Capture, CaptureError> {
+        match self {
+            Source::Sim(dev) => Capture::start(dev.backend(), dev.stream(), cfg, sinks),
+            Source::Usb(usb) => {
+                let usb = *usb;
+                Capture::start(usb.backend, usb.stream, cfg, sinks)
+            }
+        }
+    }
+
+    /// The stream it will capture.
+    pub fn stream(&self) -> StreamConfig {
+        match self {
+            Source::Sim(dev) => dev.stream(),
+            Source::Usb(usb) => usb.stream,
+        }
+    }
+
+    /// A few lines about the device for a bug report.
+    pub fn summary(&self) -> String {
+        match self {
+            Source::Sim(dev) => format!("{} (simulated, in process)", dev.name()),
+            Source::Usb(usb) => {
+                let mut s = format!("stream: {}", usb.chosen);
+                for (i, d) in &usb.detached {
+                    s.push_str(&format!("\ntook interface {i} from {d}"));
+                }
+                s
+            }
+        }
+    }
+}
+
+/// Opens what `selector` names, asking for the stream in `req`. The simulated device is
+/// `sim` (faults, pacing, seed, ...) with the signal the selector names and the format
+/// `req` asks for. `auto` is the first USB audio capture device that opens, else the
+/// simulated device, and says why in [`Opened::fallback`].
+pub fn open(selector: &str, req: &StreamRequest, sim: &SimConfig) -> Result<Opened, SourceError> {
+    let sim_with = |signal: Signal| -> Result<Source, SourceError> {
+        let mut cfg = SimConfig { signal, ..sim.clone() };
+        cfg.format.sample = req.sample.unwrap_or(cfg.format.sample);
+        cfg.format.channels = req.channels.unwrap_or(cfg.format.channels);
+        cfg.format.rate = req.rate.unwrap_or(cfg.format.rate);
+        let f = cfg.format;
+        if !(1..=64).contains(&f.channels) || !(1_000..=768_000).contains(&f.rate) {
+            return Err(SimError::Config(format!(
+                "it streams 1 to 64 channels at 1000 to 768000 Hz, not {f}"
+            ))
+            .into());
+        }
+        Ok(Source::Sim(Box::new(SimDevice::new(cfg)?)))
+    };
+    match selector.parse::<DeviceSelector>()? {
+        DeviceSelector::Sim(signal) => {
+            let signal = match signal {
+                Some(s) => s.parse::<Signal>()?,
+                None => Signal::default(),
+            };
+            Ok(Opened { source: sim_with(signal)?, fallback: None })
+        }
+        DeviceSelector::Auto => {
+            let devices =
+                discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES)).unwrap_or_default();
+            let mut reasons = Vec::new();
+            for info in devices.iter().filter(|d| has_audio_capture(d)) {
+                match open_capture(info, req) {
+                    Ok(c) => return Ok(Opened { source: Source::Usb(Box::new(c)), fallback: None }),
+                    Err(e) => reasons.push(format!("{}: {e}", info.label())),
+                }
+            }
+            let why = if reasons.is_empty() {
+                "No USB audio capture device found: using the built-in simulated device.".to_string()
+            } else {
+                format!(
+                    "No USB capture device could be opened ({}): using the built-in simulated device.",
+                    reasons.join("; ")
+                )
+            };
+            Ok(Opened { source: sim_with(Signal::default())?, fallback: Some(why) })
+        }
+        sel => {
+            let devices = discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES))
+                .map_err(|e| SourceError::Discovery(format!("looking for '{selector}': {e}")))?;
+            let info = sel.find(&devices).ok_or_else(|| SourceError::NotFound(selector.to_string()))?;
+            Ok(Opened { source: Source::Usb(Box::new(open_capture(info, req)?)), fallback: None })
+        }
+    }
+}
+
+/// Whether a device has an audio streaming interface with an iso IN endpoint.
+pub fn has_audio_capture(info: &UsbDeviceInfo) -> bool {
+    crate::usb::descriptors::parse(&info.descriptors).is_ok_and(|d| !d.audio_streams().is_empty())
+}
