@@ -2,7 +2,7 @@
 //! saying on stderr what was chosen, and the verifier for `--verify-signal`.
 
 use anyhow::Context;
-use isoscope::sim::usbip::VirtualDeviceConfig;
+use isoscope::sim::VirtualDeviceConfig;
 use isoscope::sim::{Faults, SimConfig, Verifier};
 use isoscope::source::{self, Source};
 use isoscope::usb::uac::StreamRequest;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use isoscope::dma::{human_bytes, MemoryLimit};
-use isoscope::sim::usbip::{VirtualDevice, VirtualDeviceConfig};
+use isoscope::sim::{VirtualDevice, VirtualDeviceConfig};
 use isoscope::usb::descriptors::{self, DeviceDescriptors};
 use isoscope::usb::discovery::{self, DeviceSelector};
 use isoscope::usb::usbfs::{caps, UsbfsDevice};

@@ -137,7 +137,7 @@ pub struct VirtualDeviceArgs {
     pub listen: std::net::SocketAddr,
     /// USB Audio Class version: 2 (high speed) or 1 (full speed).
     #[arg(long, value_enum, default_value = "2")]
-    pub uac: isoscope::sim::usbip::UacVersion,
+    pub uac: isoscope::sim::UacVersion,
     /// Channels (1..8).
     #[arg(long, default_value_t = 2)]
     pub channels: u16,

@@ -7,8 +7,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use isoscope::sim::usbip::{self, VirtualDevice, VirtualDeviceConfig};
+use isoscope::sim::usbip;
 use isoscope::sim::{Faults, Signal};
+use isoscope::sim::{VirtualDevice, VirtualDeviceConfig};
 use isoscope::usb::vhci;
 
 use super::{AttachArgs, DetachArgs, VirtualDeviceArgs};
@@ -42,8 +43,8 @@ pub fn virtual_device(args: &VirtualDeviceArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "isoscope: serving a virtual UAC{} microphone ({} ch, {}) as bus id {} on {}",
         match cfg.uac {
-            usbip::UacVersion::V1 => 1,
-            usbip::UacVersion::V2 => 2,
+            isoscope::sim::UacVersion::V1 => 1,
+            isoscope::sim::UacVersion::V2 => 2,
         },
         cfg.channels,
         cfg.signal,

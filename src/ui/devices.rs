@@ -371,7 +371,7 @@ pub fn mode_name(m: ModeRequest) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::usbip::{UacVersion, VirtualDevice, VirtualDeviceConfig};
+    use crate::sim::{UacVersion, VirtualDevice, VirtualDeviceConfig};
 
     fn offers(uac: UacVersion, channels: u16) -> Offers {
         let dev = VirtualDevice::new(VirtualDeviceConfig { uac, channels, ..Default::default() }).unwrap();

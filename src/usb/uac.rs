@@ -262,7 +262,7 @@ pub fn set_sample_rate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::usbip::{VirtualDevice, VirtualDeviceConfig};
+    use crate::sim::{VirtualDevice, VirtualDeviceConfig};
     use crate::usb::descriptors;
 
     /// The virtual UAC device answering control transfers, recording what was asked.

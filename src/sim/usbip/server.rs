@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use nix::libc;
 
-use super::device::{VirtualDevice, VirtualDeviceConfig};
-use super::wire::{self, CmdSubmit, Command, OpRequest, WireError};
+use super::wire::{self, CmdSubmit, Command, ExportedDevice, IsoPacket, OpRequest, WireError};
+use crate::sim::device::{VirtualDevice, VirtualDeviceConfig, PRODUCT_ID, VENDOR_ID};
+use crate::usb::Speed;
 
 /// The bus id the virtual device is exported as.
 pub const BUSID: &str = "1-1";
@@ -26,6 +27,43 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Device(#[from] crate::sim::SimError),
+}
+
+/// How the virtual device appears in a USB/IP device list and import reply.
+pub fn exported(device: &VirtualDevice, busid: &str) -> ExportedDevice {
+    let d = device.device_descriptor();
+    ExportedDevice {
+        path: format!("/sys/devices/isoscope/{busid}"),
+        busid: busid.to_string(),
+        busnum: 1,
+        devnum: 2,
+        speed: match device.speed() {
+            Speed::Full => 2,
+            _ => 3,
+        },
+        id_vendor: VENDOR_ID,
+        id_product: PRODUCT_ID,
+        bcd_device: u16::from_le_bytes([d[12], d[13]]),
+        device_class: d[4],
+        device_subclass: d[5],
+        device_protocol: d[6],
+        configuration_value: device.configuration(),
+        num_configurations: 1,
+        interfaces: device.interfaces().iter().map(|&(_, class, sub, proto)| (class, sub, proto)).collect(),
+    }
+}
+
+/// Completes an iso IN URB: fills each packet (at most its requested length) and appends
+/// the packets' valid bytes back to back to `data`, as USB/IP sends them. Returns the
+/// URB's start frame.
+pub fn fill_iso(device: &mut VirtualDevice, packets: &mut [IsoPacket], data: &mut Vec<u8>) -> i32 {
+    let start = device.frame_number();
+    for p in packets.iter_mut() {
+        let out = device.next_iso_packet(p.length, data);
+        p.actual_length = out.actual_length;
+        p.status = -out.errno;
+    }
+    start
 }
 
 /// Binds the server's listening socket (so a client may connect as soon as this returns).
@@ -78,11 +116,11 @@ fn serve_connection(
     let mut device = VirtualDevice::new(cfg).map_err(|e| e.to_string())?;
     match wire::read_op_request(&mut sock).map_err(|e| e.to_string())? {
         OpRequest::DevList => {
-            sock.write_all(&device.exported(BUSID).devlist_reply()).map_err(|e| e.to_string())?;
+            sock.write_all(&exported(&device, BUSID).devlist_reply()).map_err(|e| e.to_string())?;
             Ok("sent the device list".into())
         }
         OpRequest::Import { busid } if busid == BUSID => {
-            sock.write_all(&device.exported(BUSID).import_reply()).map_err(|e| e.to_string())?;
+            sock.write_all(&exported(&device, BUSID).import_reply()).map_err(|e| e.to_string())?;
             serve_urbs(sock, &mut device, stop)
         }
         OpRequest::Import { busid } => {
@@ -143,7 +181,7 @@ fn urb_loop(
         while pending.front().is_some_and(|p| p.due <= Instant::now()) {
             let Some(mut p) = pending.pop_front() else { break };
             data.clear();
-            let start_frame = device.fill_iso(&mut p.cmd.iso, &mut data);
+            let start_frame = fill_iso(device, &mut p.cmd.iso, &mut data);
             out.clear();
             wire::ret_submit_into(&mut out, p.cmd.seqnum, 0, &data, start_frame, Some(&p.cmd.iso));
             w.write_all(&out).map_err(|e| format!("write failed: {e}"))?;

@@ -139,7 +139,7 @@ fn high_bandwidth_and_superspeed_endpoints() {
 
 #[test]
 fn the_virtual_devices_descriptors_parse_back_to_what_it_streams() {
-    use crate::sim::usbip::{VirtualDevice, VirtualDeviceConfig};
+    use crate::sim::{VirtualDevice, VirtualDeviceConfig};
     for (uac, speed) in [(UacVersion::V1, Speed::Full), (UacVersion::V2, Speed::High)] {
         let dev =
             VirtualDevice::new(VirtualDeviceConfig { uac, channels: 2, ..VirtualDeviceConfig::default() })

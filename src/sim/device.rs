@@ -1,11 +1,13 @@
-//! The virtual USB Audio Class capture device that `isoscope virtual-device` exports over
-//! USB/IP: its descriptors (UAC2 at high speed, or UAC1 at full speed), the standard and
-//! class control requests a host driver sends, and its iso IN stream, which follows the
-//! in-process simulator's signal and fault schedule so a capture can be verified.
+//! The virtual USB Audio Class capture device behind `isoscope virtual-device`, apart from
+//! any wire transport: its descriptors (UAC2 at high speed, or UAC1 at full speed), the
+//! standard and class control requests a host driver sends, configuration and alt setting
+//! state, and its iso IN stream, which follows the in-process simulator's signal and fault
+//! schedule so a capture can be verified. The transports ([`super::usbip`] for vhci-hcd,
+//! `super::usbredir` for QEMU's emulated host controllers) carry it and pace it; neither
+//! knows the other.
 
 use nix::libc;
 
-use super::wire::{ExportedDevice, IsoPacket};
 use crate::dsp::{PcmFormat, SampleFormat};
 use crate::sim::{Faults, PacketPlan, Schedule, Signal, SimConfig, SimDevice, SimError};
 pub use crate::usb::descriptors::UacVersion;
@@ -18,8 +20,10 @@ pub const PRODUCT_ID: u16 = 0x0001;
 const CLOCK_ID: u8 = 0x10;
 const INPUT_TERMINAL_ID: u8 = 0x01;
 const OUTPUT_TERMINAL_ID: u8 = 0x02;
-const AS_INTERFACE: u8 = 1;
-const ISO_ENDPOINT: u8 = 0x81;
+/// The audio streaming interface (interface 0 is audio control).
+pub const AS_INTERFACE: u8 = 1;
+/// The iso IN endpoint of the streaming interface's alt settings.
+pub const ISO_ENDPOINT: u8 = 0x81;
 /// Sample rates offered.
 pub const RATES: [u32; 2] = [48_000, 96_000];
 /// Sample formats of alt settings 1, 2, ...
@@ -133,30 +137,74 @@ impl VirtualDevice {
         [self.device_descriptor.as_slice(), self.config_descriptor.as_slice()].concat()
     }
 
-    /// How the device appears in a device list.
-    pub fn exported(&self, busid: &str) -> ExportedDevice {
-        let d = &self.device_descriptor;
-        ExportedDevice {
-            path: format!("/sys/devices/isoscope/{busid}"),
-            busid: busid.to_string(),
-            busnum: 1,
-            devnum: 2,
-            speed: match self.cfg.speed() {
-                Speed::Full => 2,
-                _ => 3,
-            },
-            id_vendor: VENDOR_ID,
-            id_product: PRODUCT_ID,
-            bcd_device: u16::from_le_bytes([d[12], d[13]]),
-            device_class: d[4],
-            device_subclass: d[5],
-            device_protocol: d[6],
-            configuration_value: self.configuration,
-            num_configurations: 1,
-            interfaces: match self.cfg.uac {
-                UacVersion::V2 => vec![(1, 1, 0x20), (1, 2, 0x20)],
-                UacVersion::V1 => vec![(1, 1, 0), (1, 2, 0)],
-            },
+    /// The device descriptor (18 bytes).
+    pub fn device_descriptor(&self) -> &[u8] {
+        &self.device_descriptor
+    }
+
+    /// The configuration descriptor with everything below it.
+    pub fn config_descriptor(&self) -> &[u8] {
+        &self.config_descriptor
+    }
+
+    /// The configuration the host selected (0: not configured).
+    pub fn configuration(&self) -> u8 {
+        self.configuration
+    }
+
+    /// The alt setting of `interface` (0 for audio control, and for an unknown interface).
+    pub fn alt_setting(&self, interface: u8) -> u8 {
+        if interface == AS_INTERFACE {
+            self.alt
+        } else {
+            0
+        }
+    }
+
+    /// `(number, class, subclass, protocol)` of each interface of the configuration.
+    pub fn interfaces(&self) -> [(u8, u8, u8, u8); 2] {
+        let proto = match self.cfg.uac {
+            UacVersion::V2 => 0x20,
+            UacVersion::V1 => 0,
+        };
+        [(0, 1, 1, proto), (AS_INTERFACE, 1, 2, proto)]
+    }
+
+    /// The bus speed the device runs at.
+    pub fn speed(&self) -> Speed {
+        self.cfg.speed()
+    }
+
+    /// Bytes the iso endpoint may carry per packet in the current alt setting (0 when the
+    /// streaming interface is at alt 0).
+    pub fn iso_max_packet(&self) -> u16 {
+        match self.alt {
+            0 => 0,
+            alt => max_packet(&self.cfg, ALT_FORMATS[usize::from(alt) - 1]),
+        }
+    }
+
+    /// SET_CONFIGURATION: 0 unconfigures, 1 is the one configuration. Puts every
+    /// interface back to alt 0 (the stream stops).
+    pub fn set_configuration(&mut self, value: u8) -> Result<(), i32> {
+        if value > 1 {
+            return Err(STALL);
+        }
+        self.configuration = value;
+        self.set_alt(0);
+        Ok(())
+    }
+
+    /// SET_INTERFACE: alt 0 of either interface, or a streaming alt setting (which starts
+    /// the stream at the current rate).
+    pub fn set_interface(&mut self, interface: u8, alt: u8) -> Result<(), i32> {
+        match (interface, alt) {
+            (0, 0) => Ok(()),
+            (AS_INTERFACE, alt) if usize::from(alt) <= ALT_FORMATS.len() => {
+                self.set_alt(alt);
+                Ok(())
+            }
+            _ => Err(STALL),
         }
     }
 
@@ -199,21 +247,10 @@ impl VirtualDevice {
                 3 => reply(string_descriptor(value as u8, &self.cfg).ok_or(STALL)?),
                 _ => Err(STALL), // no device qualifier, BOS or other-speed config
             },
-            (0x00, 0x09) if value <= 1 => {
-                self.configuration = value as u8;
-                self.set_alt(0);
-                Ok(Vec::new())
-            }
+            (0x00, 0x09) if value <= 1 => self.set_configuration(value as u8).map(|()| Vec::new()),
             (0x80, 0x08) => reply(vec![self.configuration]),
             (0x80..=0x82, 0x00) => reply(vec![0, 0]),
-            (0x01, 0x0B) => match (index as u8, value as u8) {
-                (0, 0) => Ok(Vec::new()),
-                (AS_INTERFACE, alt) if usize::from(alt) <= ALT_FORMATS.len() => {
-                    self.set_alt(alt);
-                    Ok(Vec::new())
-                }
-                _ => Err(STALL),
-            },
+            (0x01, 0x0B) => self.set_interface(index as u8, value as u8).map(|()| Vec::new()),
             (0x81, 0x0A) => match index as u8 {
                 0 => reply(vec![0]),
                 AS_INTERFACE => reply(vec![self.alt]),
@@ -295,35 +332,47 @@ impl VirtualDevice {
         }
     }
 
-    /// Completes an iso IN URB: fills each packet (at most its requested length) and
-    /// appends the packets' valid bytes back to back to `data`, as USB/IP sends them.
-    /// Returns the URB's start frame.
-    pub fn fill_iso(&mut self, packets: &mut [IsoPacket], data: &mut Vec<u8>) -> i32 {
-        let start = self.frame;
-        self.frame = self.frame.wrapping_add(packets.len() as u32);
-        for p in packets.iter_mut() {
-            p.actual_length = 0;
-            p.status = 0;
-            let Some(s) = &mut self.stream else { continue };
-            let PacketPlan { frames, errno, reported_bytes } = s.schedule.next_packet();
-            let bytes = frames as usize * s.frame_bytes;
-            if errno != 0 {
-                p.status = -errno;
-                p.actual_length = 0;
-                let _ = reported_bytes;
-            } else if bytes as u32 <= p.length {
-                let at = data.len();
-                data.resize(at + bytes, 0);
-                s.table.copy_frames(s.pos, &mut data[at..]);
-                p.actual_length = bytes as u32;
-            } else {
-                // The host asked for less than the device sends: a babble.
-                p.status = -libc::EOVERFLOW;
-            }
-            s.pos += u64::from(frames);
-        }
-        (start & 0x3fff) as i32
+    /// The next iso IN packet of the stream, at most `limit` bytes (the length the host
+    /// asked for, where the transport knows it, else the endpoint's max packet). A packet's
+    /// bytes are appended to `data` when it succeeds. With no stream, an empty packet.
+    /// Advances the bus (micro)frame counter by one.
+    pub fn next_iso_packet(&mut self, limit: u32, data: &mut Vec<u8>) -> IsoPacketOut {
+        self.frame = self.frame.wrapping_add(1);
+        let Some(s) = &mut self.stream else { return IsoPacketOut::default() };
+        let PacketPlan { frames, errno, .. } = s.schedule.next_packet();
+        let bytes = frames as usize * s.frame_bytes;
+        let out = if errno != 0 {
+            IsoPacketOut { actual_length: 0, errno, frames }
+        } else if bytes as u32 <= limit {
+            let at = data.len();
+            data.resize(at + bytes, 0);
+            s.table.copy_frames(s.pos, &mut data[at..]);
+            IsoPacketOut { actual_length: bytes as u32, errno: 0, frames }
+        } else {
+            // The host asked for less than the device sends: a babble.
+            IsoPacketOut { actual_length: 0, errno: libc::EOVERFLOW, frames }
+        };
+        s.pos += u64::from(frames);
+        out
     }
+
+    /// The bus (micro)frame number of the next packet, 14 bits as a start_frame.
+    pub fn frame_number(&self) -> i32 {
+        (self.frame & 0x3fff) as i32
+    }
+}
+
+/// What one iso IN packet carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IsoPacketOut {
+    /// Bytes appended to the data (0 for a failed packet).
+    pub actual_length: u32,
+    /// 0, or the positive errno the packet fails with (its frames are then lost):
+    /// EXDEV, EPROTO, EILSEQ from the fault schedule, EOVERFLOW for a packet longer than
+    /// the limit.
+    pub errno: i32,
+    /// Stream frames the packet consumed (sent, or lost with a failed packet).
+    pub frames: u32,
 }
 
 fn string_descriptor(index: u8, cfg: &VirtualDeviceConfig) -> Option<Vec<u8>> {
@@ -542,13 +591,11 @@ mod tests {
         let mps = u32::from(max_packet(&cfg, SampleFormat::S24_3Le));
         let mut v = cfg.stream_twin(SampleFormat::S24_3Le, 48_000).unwrap().verifier();
         let mut total = 0;
-        for _ in 0..500 {
-            let mut packets: Vec<IsoPacket> = (0..8)
-                .map(|i| IsoPacket { offset: i * mps, length: mps, actual_length: 0, status: 0 })
-                .collect();
+        for _ in 0..4000 {
             let mut data = Vec::new();
-            d.fill_iso(&mut packets, &mut data);
-            assert_eq!(data.len() as u32, packets.iter().map(|p| p.actual_length).sum::<u32>());
+            let p = d.next_iso_packet(mps, &mut data);
+            assert_eq!(data.len() as u32, p.actual_length);
+            assert_eq!(p.errno != 0, p.actual_length == 0 && p.frames > 0);
             v.feed(&data);
             total += data.len();
         }
