@@ -360,7 +360,7 @@ fn hotplug_adds_and_removes_devices_auto_moves_from_the_simulated_device_and_a_r
     // The virtual UAC2 microphone, named by VID:PID (the only one of its kind).
     let sel = "1209:0001";
     let has = |p: &DevicesPanel| p.entries.iter().any(|e| e.selector == sel);
-    let dev = isoscope::sim::usbip::VirtualDevice::new(Default::default()).unwrap();
+    let dev = isoscope::sim::VirtualDevice::new(Default::default()).unwrap();
     let plug = |devnum: &str| {
         let d = sys.path().join("1-1");
         std::fs::create_dir_all(&d).unwrap();

@@ -132,6 +132,11 @@ pub struct VerifyWavArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct VirtualDeviceArgs {
+    /// How the device reaches a host: usbip (vhci-hcd attaches it: `isoscope attach`) or
+    /// usbredir (QEMU's usb-redir device connects to --listen and plugs it into the
+    /// guest's emulated xHCI/EHCI/UHCI controller).
+    #[arg(long, value_enum, default_value = "usbip")]
+    pub transport: Transport,
     /// Address to listen on (3240 is the USB/IP port).
     #[arg(long, default_value = "127.0.0.1:3240")]
     pub listen: std::net::SocketAddr,
@@ -153,12 +158,23 @@ pub struct VirtualDeviceArgs {
     /// Hang up after this many seconds of streaming (an unplug).
     #[arg(long)]
     pub disconnect_after: Option<f64>,
+    /// With --disconnect-after over usbredir: plug the device in again this many seconds
+    /// after the unplug (a replug), on the same connection.
+    #[arg(long, requires = "disconnect_after")]
+    pub reconnect_after: Option<f64>,
     /// Seed of the fault schedule.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Also write the device's descriptors (as sysfs `descriptors` shows them) to this file.
     #[arg(long)]
     pub write_descriptors: Option<PathBuf>,
+}
+
+/// The wire a virtual device is served over.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Usbip,
+    Usbredir,
 }
 
 #[derive(clap::Args, Debug)]

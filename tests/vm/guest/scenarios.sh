@@ -6,6 +6,10 @@
 SIGNAL=chirp:100-8000
 VD_PID=""
 PORT=""
+# The host controller this boot tests: vhci (USB/IP in the guest), or xhci / ehci / ehci-4g
+# (the virtual device served over usbredir by the host, on QEMU's emulated controller).
+HC=$(sed -n 's/.*isoscope\.hc=\([^ ]*\).*/\1/p' /proc/cmdline)
+[ -n "$HC" ] || HC=vhci
 
 result() { echo "SCENARIO $1 $2 $3"; }
 
@@ -37,8 +41,26 @@ wait_for() { # wait_for SECONDS COMMAND...
   return 1
 }
 
-# plug [virtual-device options]: serve a fresh virtual device and attach it.
+# The ALSA card number of the virtual device, once its capture PCM is registered.
+card_of_device() {
+  for f in /proc/asound/card*/longname; do
+    grep -q isoscope "$f" 2>/dev/null || continue
+    c=${f#/proc/asound/card}; c=${c%%/*}
+    [ -e "/proc/asound/card$c/pcm0c" ] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
+# plug [virtual-device options]: a fresh virtual device, plugged in: on vhci served in the
+# guest and attached over USB/IP; on a usbredir controller served by the host (asked for on
+# the console, see tests/vm/run) and plugged in by QEMU.
 plug() {
+  if [ "$HC" != vhci ]; then
+    echo "ISOSCOPE-HOST plug $*"
+    wait_for 30 device_dir >/dev/null || { echo "vm-guest: device did not enumerate"; dmesg | tail -20; return 1; }
+    wait_driver || { echo "vm-guest: snd-usb-audio did not bind"; dmesg | tail -30; }
+    return 0
+  fi
   isoscope virtual-device --listen 127.0.0.1:3240 "$@" > /tmp/vd.log 2>&1 &
   VD_PID=$!
   wait_for 10 sh -c 'grep -q "serving" /tmp/vd.log' || { echo "vm-guest: virtual device did not start"; cat /tmp/vd.log; return 1; }
@@ -49,6 +71,12 @@ plug() {
 }
 
 unplug() {
+  if [ "$HC" != vhci ]; then
+    echo "ISOSCOPE-HOST unplug"
+    wait_for 10 sh -c '! ls /sys/bus/usb/devices/ | grep -q "^[0-9]*-"' >/dev/null 2>&1
+    sleep 0.5
+    return 0
+  fi
   [ -n "$PORT" ] && isoscope detach --port "$PORT" 2>/dev/null
   wait_for 10 sh -c '! ls /sys/bus/usb/devices/ | grep -q .' >/dev/null 2>&1
   [ -n "$VD_PID" ] && kill "$VD_PID" 2>/dev/null && wait "$VD_PID" 2>/dev/null
@@ -73,8 +101,28 @@ s_kernel() {
   done < /modules.list
   [ -z "$missing" ] || problems="$problems modules not loaded:$missing;"
   nmod=$(wc -l < /modules.list)
-  [ -d /sys/devices/platform/vhci_hcd.0 ] || problems="$problems no /sys/devices/platform/vhci_hcd.0;"
-  nhcd=$(find /sys/devices/platform -maxdepth 1 -name 'vhci_hcd.*' | wc -l)
+  case $HC in
+    vhci)
+      [ -d /sys/devices/platform/vhci_hcd.0 ] || problems="$problems no /sys/devices/platform/vhci_hcd.0;"
+      hcd="$(find /sys/devices/platform -maxdepth 1 -name 'vhci_hcd.*' | wc -l) vhci_hcd controllers" ;;
+    *)
+      want_drv=$(case $HC in xhci) echo xhci_hcd ;; *) echo ehci-pci ;; esac)
+      pci=$(ls -d /sys/bus/pci/drivers/"$want_drv"/0000:* 2>/dev/null | head -1)
+      if [ -n "$pci" ]; then
+        hcd="controller $(basename "$pci") bound to $want_drv, DMA mask $(cat "$pci/dma_mask_bits" 2>/dev/null) bits"
+      else
+        problems="$problems no PCI device bound to $want_drv;"; hcd="no $want_drv"
+      fi
+      if [ "$HC" = ehci-4g ]; then
+        mount -t debugfs none /sys/kernel/debug 2>/dev/null
+        memk=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)
+        slabs=$(cat /sys/kernel/debug/swiotlb/io_tlb_nslabs 2>/dev/null)
+        [ "${memk:-0}" -gt 4194304 ] || problems="$problems guest memory ${memk} KiB is not above 4 GiB;"
+        [ "${slabs:-0}" -gt 0 ] || problems="$problems no swiotlb (io_tlb_nslabs '$slabs');"
+        [ "$(cat "$pci/dma_mask_bits" 2>/dev/null)" = 32 ] || problems="$problems EHCI DMA mask is not 32 bits;"
+        hcd="$hcd, MemTotal $memk KiB, swiotlb $slabs slabs"
+      fi ;;
+  esac
   mb=$(cat /sys/module/usbcore/parameters/usbfs_memory_mb 2>/dev/null)
   case "$mb" in '' | *[!0-9]*) problems="$problems usbfs_memory_mb reads '$mb';" ;; esac
   if [ -d /dev/bus/usb ]; then
@@ -85,7 +133,7 @@ s_kernel() {
     problems="$problems no /dev/bus/usb;"
     nodes=0
   fi
-  figures="kernel $(uname -r), $nmod modules loaded, $nhcd vhci_hcd controllers, usbfs_memory_mb $mb, /dev/bus/usb has $nodes device nodes (root hubs)"
+  figures="kernel $(uname -r), $nmod modules loaded, $hcd, usbfs_memory_mb $mb, /dev/bus/usb has $nodes device nodes (root hubs)"
   if [ -z "$problems" ]; then
     result kernel PASS "$figures"
   else
@@ -113,8 +161,12 @@ s_isoscope_runs() {
 s1() {
   plug --signal "$SIGNAL" || { result snd-usb-audio-arecord FAIL "could not plug the device"; return; }
   drv=$(ac_driver)
-  card=$(grep -l "isoscope" /proc/asound/card*/id /proc/asound/card*/longname 2>/dev/null | head -1 | sed 's|/proc/asound/card\([0-9]*\)/.*|\1|')
-  [ -n "$card" ] || card=0
+  # Wait for the card's capture PCM (arecord before it is registered: "Cannot get card index").
+  if ! wait_for 10 card_of_device >/dev/null; then
+    result snd-usb-audio-arecord FAIL "rig: driver $drv but no ALSA capture PCM in /proc/asound after 10 s: $(cat /proc/asound/cards 2>/dev/null | tr '\n' ' ') $(dmesg | tail -5 | tr '\n' ' ')"
+    unplug; return
+  fi
+  card=$(card_of_device)
   if arecord -D "hw:$card,0" -f S16_LE -c 2 -r 48000 -d 2 /tmp/arecord.wav 2>/tmp/arecord.log; then
     out=$(isoscope verify-wav --signal "$SIGNAL" /tmp/arecord.wav 2>&1)
     if echo "$out" | grep -q '"mismatched":0'; then
@@ -201,6 +253,72 @@ s5() {
   unplug
 }
 
+# 5 on a usbredir controller: the server sends device_disconnect after 3 s of streaming
+# (mid-capture) and device_connect 2 s later. The capture ends with "device disconnected",
+# keeps what it had, and the device, plugged in again, captures bit-exactly.
+s5_redir() {
+  plug --signal "$SIGNAL" --disconnect-after 3 --reconnect-after 2 || { result unplug FAIL "could not plug the device"; return; }
+  isoscope capture --device 1209:0001 --seconds 60 --quiet --verify-signal "$SIGNAL" --wav /tmp/u.wav --stats-json /tmp/u.json 2>/tmp/u.log &
+  cap=$!
+  t=0; while kill -0 $cap 2>/dev/null && [ $t -lt 150 ]; do sleep 0.1; t=$((t + 1)); done
+  if kill -0 $cap 2>/dev/null; then kill -9 $cap; result unplug FAIL "capture still running 15 s after start (no disconnect?)"; unplug; return; fi
+  wait $cap; rc=$?
+  frames=$(json /tmp/u.json frames); bad=$(json /tmp/u.json frames_mismatched)
+  wavcheck=$(isoscope verify-wav --signal "$SIGNAL" /tmp/u.wav 2>/dev/null)
+  # The replug: the device is back within 10 s and a second capture verifies.
+  back=no
+  wait_for 10 device_dir >/dev/null && wait_driver && back=yes
+  isoscope capture --device 1209:0001 --seconds 1 --quiet --verify-signal "$SIGNAL" --stats-json /tmp/u2.json 2>/tmp/u2.log; rc2=$?
+  ok2=$(json /tmp/u2.json frames_verified); bad2=$(json /tmp/u2.json frames_mismatched)
+  if [ "$rc" = 1 ] && grep -q "device disconnected" /tmp/u.log && [ "${frames:-0}" -gt 0 ] && [ "$bad" = 0 ] \
+     && echo "$wavcheck" | grep -q "\"verified\":$frames," && [ "$back" = yes ] && [ "$rc2" = 0 ] && [ "${ok2:-0}" -gt 0 ] && [ "$bad2" = 0 ]; then
+    result unplug PASS "server-side disconnect after 3 s: capture ended with '$(grep -o 'device disconnected' /tmp/u.log | head -1)', $frames frames kept, WAV verified; replugged: $ok2 frames verified"
+  else
+    result unplug FAIL "exit $rc, frames $frames, mismatched $bad, wav $wavcheck, back $back, second capture exit $rc2 verified $ok2 mismatched $bad2: $(tail -2 /tmp/u.log | tr '\n' ' ') | $(tail -2 /tmp/u2.log | tr '\n' ' ')"
+  fi
+  unplug
+}
+
+# swiotlb (EHCI, guest memory above 4 GiB): the controller's DMA mask is 32 bits, so copy
+# mode's kernel buffers (kmalloc, above 4 GiB) are bounced through swiotlb on every URB,
+# while the zero-copy pool was allocated inside the mask at mmap() and needs no bounce.
+# Shows the bounce slabs in use during each mode's capture, and the A/B CPU figures.
+swiotlb_peak() { # swiotlb_peak PID: the most swiotlb slabs in use while PID runs
+  peak=0
+  while kill -0 "$1" 2>/dev/null; do
+    u=$(cat /sys/kernel/debug/swiotlb/io_tlb_used 2>/dev/null || echo 0)
+    [ "$u" -gt "$peak" ] && peak=$u
+    sleep 0.05
+  done
+  echo "$peak"
+}
+s_swiotlb() {
+  mount -t debugfs none /sys/kernel/debug 2>/dev/null
+  plug --signal "$SIGNAL" --channels 8 || { result swiotlb FAIL "could not plug the device"; return; }
+  notes=""; ok=1
+  for mode in copy zerocopy; do
+    isoscope capture --device 1209:0001 --mode $mode --format s24 --rate 96000 --seconds 3 --quiet \
+      --verify-signal "$SIGNAL" --stats-json /tmp/w.json 2>/tmp/w.log &
+    cap=$!
+    peak=$(swiotlb_peak $cap)
+    wait $cap; rc=$?
+    v=$(json /tmp/w.json frames_verified); bad=$(json /tmp/w.json frames_mismatched)
+    notes="$notes $mode: swiotlb slabs in use peak $peak, verified $v, mismatched $bad, exit $rc;"
+    eval "peak_$mode=$peak"
+    [ "$rc" = 0 ] && [ "$bad" = 0 ] && [ "${v:-0}" -gt 0 ] || ok=0
+  done
+  # shellcheck disable=SC2154 # peak_copy / peak_zerocopy are set by the eval above
+  [ "$peak_copy" -gt 0 ] && [ "$peak_zerocopy" = 0 ] || ok=0
+  if isoscope bench --device 1209:0001 --format s24 --rate 96000 --seconds 3 --rounds 3 --json /tmp/wb.json 2>/tmp/wb.log; then
+    notes="$notes CPU us/MiB median: zero-copy $(json /tmp/wb.json zerocopy_cpu_us_per_mib_median), copy $(json /tmp/wb.json copy_cpu_us_per_mib_median) (copy/zero-copy $(json /tmp/wb.json copy_over_zerocopy_cpu)); whole guest: zero-copy $(json /tmp/wb.json zerocopy_system_cpu_us_per_mib_median), copy $(json /tmp/wb.json copy_system_cpu_us_per_mib_median)"
+    sed -n 's/^isoscope: //p' /tmp/wb.log
+  else
+    ok=0; notes="$notes bench failed: $(tail -2 /tmp/wb.log | tr '\n' ' ')"
+  fi
+  if [ $ok = 1 ]; then result swiotlb PASS "$notes"; else result swiotlb FAIL "$notes"; fi
+  unplug
+}
+
 # 6. SIGTERM and SIGINT mid-capture: WAV intact, snd-usb-audio bound again.
 s6() {
   plug --signal "$SIGNAL" || { result signals FAIL "could not plug the device"; return; }
@@ -272,17 +390,28 @@ s8() {
     zc=$(json /tmp/b.json zerocopy_cpu_us_per_mib_median); cp=$(json /tmp/b.json copy_cpu_us_per_mib_median)
     ratio=$(json /tmp/b.json copy_over_zerocopy_cpu)
     zs=$(json /tmp/b.json zerocopy_syscalls_per_s_median); cs=$(json /tmp/b.json copy_syscalls_per_s_median)
-    # arecord's own CPU (user+sys ticks of the process) for 4 s of the same stream.
-    card=$(grep -l "isoscope" /proc/asound/card*/id /proc/asound/card*/longname 2>/dev/null | head -1 | sed 's|/proc/asound/card\([0-9]*\)/.*|\1|')
+    zs_m=$(json /tmp/b.json zerocopy_system_cpu_us_per_mib_median); cs_m=$(json /tmp/b.json copy_system_cpu_us_per_mib_median)
+    # arecord through snd-usb-audio on the same device and stream, for 4 s: its own process
+    # (user+sys ticks) and the whole guest's busy time (/proc/stat), per MiB.
+    wait_for 10 card_of_device >/dev/null
+    card=$(card_of_device)
+    b0=$(busy_ticks)
     arecord -D "hw:${card:-0},0" -f S24_3LE -c 8 -r 96000 -d 4 /tmp/bench.wav 2>/dev/null &
     ap=$!
     sleep 3.9
     ticks=$(awk '{print $14 + $15}' /proc/$ap/stat 2>/dev/null)
     wait $ap
+    b1=$(busy_ticks)
     hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
     mib=$(awk "BEGIN { print 96000 * 24 * 4 / 1048576 }")
     ar=$(awk "BEGIN { printf \"%.0f\", ($ticks + 0) / $hz * 1e6 / $mib }")
-    result bench PASS "CPU us/MiB median: zero-copy $zc, copy $cp (copy/zero-copy $ratio); syscalls/s: zero-copy $zs, copy $cs; arecord process ~$ar us/MiB (tick resolution)"
+    ar_m=$(awk "BEGIN { printf \"%.0f\", ($b1 - $b0) / $hz * 1e6 / $mib }")
+    # The highest rate the virtual device offers (8 ch x 96 kHz x 24 bit), verified: no gaps.
+    isoscope capture --device 1209:0001 --format s24 --rate 96000 --seconds 3 --quiet --verify-signal "$SIGNAL" \
+      --stats-json /tmp/hr.json 2>/tmp/hr.log; hrc=$?
+    hv=$(json /tmp/hr.json frames_verified); hb=$(json /tmp/hr.json frames_mismatched);
+    [ "$hrc" = 0 ] && [ "$hb" = 0 ] && [ "${hv:-0}" -gt 0 ] || { result bench FAIL "2.3 MB/s capture: exit $hrc, verified $hv mismatched $hb: $(tail -2 /tmp/hr.log | tr '\n' ' ')"; unplug; return; }
+    result bench PASS "CPU us/MiB median: zero-copy $zc, copy $cp (copy/zero-copy $ratio); whole guest us/MiB: isoscope zero-copy $zs_m, copy $cs_m, arecord via snd-usb-audio $ar_m; syscalls/s: zero-copy $zs, copy $cs; arecord process ~$ar us/MiB (tick resolution); 2.3 MB/s verified $hv frames, mismatched $hb"
     sed -n 's/^isoscope: //p' /tmp/b.log
   else
     result bench FAIL "$(tail -3 /tmp/b.log | tr '\n' ' ')"
@@ -294,6 +423,10 @@ s8() {
 # snd-usb-audio, captures zero-copy and plays through cpal and alsa-lib into a `file` PCM
 # (slave null) paced by the host clock; the recording made alongside verifies bit-exactly,
 # the PCM file holds the sound, and the driver gets the device back.
+busy_ticks() { # busy ticks of all CPUs (user nice system irq softirq steal) from /proc/stat
+  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
 jnum() { # jnum FILE KEY -> the first number field KEY at any depth
   sed -n "s/^ *\"$2\": \([-0-9.]*\),\{0,1\}$/\1/p" "$1" | head -1
 }
@@ -326,14 +459,16 @@ want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 # One line per scenario, in the order of `expected` in tests/vm/run.
 want kernel && s_kernel
 want isoscope-runs && s_isoscope_runs
-# USB/IP scenarios: each plugs `isoscope virtual-device` in through vhci-hcd (see plug).
+# Device scenarios: each plugs a fresh `isoscope virtual-device` in (see plug): through
+# vhci-hcd on vhci, through the host's usbredir server on xhci/ehci.
 want snd-usb-audio-arecord && s1
 want capture-zerocopy && capture_mode capture-zerocopy zerocopy
 want capture-copy && capture_mode capture-copy copy
 want usbfs-cap && s4
-want unplug && s5
+if [ "$HC" = vhci ]; then want unplug && s5; else want unplug && s5_redir; fi
 want signals && s6
 want not-root && s7
 want usbip-attach && s9
 want bench && s8
 want monitor && s10
+want swiotlb && s_swiotlb
