@@ -1,11 +1,13 @@
 //! Simulated devices: signal models, a deterministic packet schedule with fault injection,
-//! an in-process backend with the kernel's usbfs semantics, and a verifier that checks a
-//! capture frame by frame against what the device sent.
+//! an in-process backend with the kernel's usbfs semantics, a verifier that checks a
+//! capture frame by frame against what the device sent, a USB/IP server exporting a virtual
+//! device, and the usbredir wire format.
 
 pub mod backend;
 pub mod schedule;
 pub mod signal;
 pub mod usbip;
+pub mod usbredir;
 pub mod verify;
 
 pub use backend::{SimBackend, SimConfig, SimDevice, SimError};
