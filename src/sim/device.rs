@@ -3,7 +3,7 @@
 //! standard and class control requests a host driver sends, configuration and alt setting
 //! state, and its iso IN stream, which follows the in-process simulator's signal and fault
 //! schedule so a capture can be verified. The transports ([`super::usbip`] for vhci-hcd,
-//! `super::usbredir` for QEMU's emulated host controllers) carry it and pace it; neither
+//! [`super::usbredir`] for QEMU's emulated host controllers) carry it and pace it; neither
 //! knows the other.
 
 use nix::libc;
