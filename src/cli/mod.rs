@@ -5,7 +5,7 @@ mod capture;
 mod device;
 mod inspect;
 mod monitor;
-mod usbip;
+mod virtual_device;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -342,9 +342,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Command::List(a)) => inspect::list(&a),
         Some(Command::Describe(a)) => inspect::describe(&a),
         Some(Command::Capture(a)) => capture::run(&a),
-        Some(Command::VirtualDevice(a)) => usbip::virtual_device(&a),
-        Some(Command::Attach(a)) => usbip::attach(&a),
-        Some(Command::Detach(a)) => usbip::detach(&a),
+        Some(Command::VirtualDevice(a)) => virtual_device::serve(&a),
+        Some(Command::Attach(a)) => virtual_device::attach(&a),
+        Some(Command::Detach(a)) => virtual_device::detach(&a),
         Some(Command::VerifyWav(a)) => verify_wav(&a),
         Some(Command::Bench(a)) => bench::run(&a),
         Some(Command::Monitor(a)) => monitor::run(&a),
