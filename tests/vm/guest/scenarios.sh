@@ -46,7 +46,8 @@ card_of_device() {
   for f in /proc/asound/card*/longname; do
     grep -q isoscope "$f" 2>/dev/null || continue
     c=${f#/proc/asound/card}; c=${c%%/*}
-    [ -e "/proc/asound/card$c/pcm0c" ] && { echo "$c"; return 0; }
+    # Registered with its capture stream (pcm0c needs verbose procfs; stream0 is snd-usb-audio's).
+    if [ -e "/proc/asound/card$c/pcm0c" ] || [ -e "/proc/asound/card$c/stream0" ]; then echo "$c"; return 0; fi
   done
   return 1
 }
