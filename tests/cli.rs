@@ -352,3 +352,18 @@ fn without_a_display_the_gui_says_what_to_run_instead() {
     assert!(err.contains("cannot open the window") && err.contains("isoscope capture"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn describe_of_a_descriptor_with_zero_blength_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("descriptors");
+    std::fs::write(&file, [0x00, 0x01, 0x00, 0x08, 0x00, 0x2c, 0x02]).unwrap();
+    let out = run(&["describe", "--file", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("not a valid USB descriptor set") && err.contains("byte 0") && err.contains("bLength 0"),
+        "{err}"
+    );
+}

@@ -149,8 +149,13 @@ pub fn describe(args: &DescribeArgs) -> anyhow::Result<ExitCode> {
         },
         (None, None) => anyhow::bail!("say what to describe: --device SEL or --file PATH"),
     };
-    let parsed =
-        descriptors::parse(&bytes).with_context(|| format!("{source}: the descriptors do not parse"))?;
+    let parsed = descriptors::parse(&bytes).with_context(|| match &args.file {
+        Some(_) => format!(
+            "{source} is not a valid USB descriptor set (a device descriptor and its configurations, \
+             as in sysfs `descriptors`)"
+        ),
+        None => format!("{source}: the descriptors do not parse"),
+    })?;
     if args.json {
         let d = Described { source, audio_streams: parsed.audio_streams(), descriptors: &parsed };
         println!("{}", serde_json::to_string_pretty(&d)?);

@@ -26,9 +26,12 @@ pub enum UacVersion {
 pub enum DescriptorError {
     #[error("empty descriptor data")]
     Empty,
-    #[error("descriptor at byte {offset} has bLength {length}, which is less than 2")]
+    #[error(
+        "descriptor at byte {offset} has bLength {length}: a descriptor is at least 2 bytes \
+         (bLength, bDescriptorType)"
+    )]
     ZeroLength { offset: usize, length: u8 },
-    #[error("descriptor at byte {offset} claims {length} bytes but only {available} remain")]
+    #[error("descriptor at byte {offset} claims {length} bytes (bLength) but only {available} remain")]
     Truncated { offset: usize, length: usize, available: usize },
     #[error("{name} descriptor at byte {offset} is {got} bytes long; it needs at least {need}")]
     TooShort { offset: usize, name: &'static str, got: usize, need: usize },
@@ -385,6 +388,21 @@ fn split(bytes: &[u8], base: usize) -> Result<Vec<(usize, &[u8])>, DescriptorErr
     Ok(out)
 }
 
+/// The one descriptor starting at `bytes[at]`, its bLength checked against what remains.
+/// `bytes` must hold at least two bytes from `at`.
+fn framed(bytes: &[u8], at: usize) -> Result<&[u8], DescriptorError> {
+    let rest = bytes.get(at..).unwrap_or_default();
+    let len = rest.first().copied().unwrap_or(0);
+    if len < 2 {
+        return Err(DescriptorError::ZeroLength { offset: at, length: len });
+    }
+    rest.get(..usize::from(len)).ok_or(DescriptorError::Truncated {
+        offset: at,
+        length: usize::from(len),
+        available: rest.len(),
+    })
+}
+
 /// Parses a device's descriptor set: an 18-byte device descriptor followed by its
 /// configuration(s) (sysfs `descriptors`), or configuration descriptors alone.
 pub fn parse(bytes: &[u8]) -> Result<DeviceDescriptors, DescriptorError> {
@@ -394,29 +412,26 @@ pub fn parse(bytes: &[u8]) -> Result<DeviceDescriptors, DescriptorError> {
     let mut warnings = Vec::new();
     let mut at = 0;
     let mut device = None;
-    match bytes[1] {
-        1 => {
-            let all = split(&bytes[..usize::from(bytes[0]).min(bytes.len())], 0)?;
-            let (_, d) = all[0];
-            need(d, 0, "device", 18)?;
-            device = Some(DeviceDescriptor {
-                usb_version: u16le(d, 2),
-                class: d[4],
-                subclass: d[5],
-                protocol: d[6],
-                max_packet_size0: d[7],
-                vendor_id: u16le(d, 8),
-                product_id: u16le(d, 10),
-                device_version: u16le(d, 12),
-                manufacturer_index: d[14],
-                product_index: d[15],
-                serial_index: d[16],
-                num_configurations: d[17],
-            });
-            at = d.len();
-        }
-        2 => {}
-        t => return Err(DescriptorError::UnexpectedStart(t)),
+    if bytes[1] == 1 {
+        let d = framed(bytes, 0)?;
+        need(d, 0, "device", 18)?;
+        device = Some(DeviceDescriptor {
+            usb_version: u16le(d, 2),
+            class: d[4],
+            subclass: d[5],
+            protocol: d[6],
+            max_packet_size0: d[7],
+            vendor_id: u16le(d, 8),
+            product_id: u16le(d, 10),
+            device_version: u16le(d, 12),
+            manufacturer_index: d[14],
+            product_index: d[15],
+            serial_index: d[16],
+            num_configurations: d[17],
+        });
+        at = d.len();
+    } else if bytes[1] != 2 {
+        return Err(DescriptorError::UnexpectedStart(bytes[1]));
     }
     let mut configs = Vec::new();
     while at < bytes.len() {
@@ -425,12 +440,12 @@ pub fn parse(bytes: &[u8]) -> Result<DeviceDescriptors, DescriptorError> {
                 break; // padding
             }
             need(&bytes[at..], at, "configuration", 9)?;
+            let d = framed(bytes, at)?;
             warnings.push(format!(
                 "byte {at}: descriptor of type {:#04x} outside any configuration skipped",
-                bytes[at + 1]
+                d[1]
             ));
-            let len = usize::from(bytes[at].max(2));
-            at += len;
+            at += d.len();
             continue;
         }
         let total = usize::from(u16le(bytes, at + 2));
