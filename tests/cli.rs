@@ -190,7 +190,7 @@ fn bad_arguments_get_errors_that_say_what_to_do() {
         (&["capture", "--device", "sim:beep"], "use sine"),
         (&["capture", "--device", "sim:sine:-5"], "positive numbers"),
         (&["capture", "--device", "sim", "--mode", "fast"], "possible values"),
-        (&["capture", "--device", "sim", "--format", "s12"], "use u8, s16"),
+        (&["capture", "--device", "sim", "--format", "s12"], "use u8, s8, s16"),
         (&["capture", "--device", "sim", "--seconds", "0"], "positive"),
         (&["capture", "--device", "sim", "--sim-short-ratio", "2"], "outside 0..1"),
         (&["capture", "--device", "sim", "--seconds", "1", "--wav", "/nonexistent/x.wav"], "folder exists"),

@@ -40,9 +40,11 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         speed: Some("high speed (480 Mb/s)".into()),
         dev_node: None,
         interfaces: Vec::new(),
-        streams: vec!["any of U8, S16_LE, S24_3LE, S24_LE, S32_LE, FLOAT_LE; 1 to 64 ch; 1000 to 768000 Hz \
+        streams: vec![
+            "any of U8, S8, S16_LE, S24_3LE, S24_LE, S32_LE, FLOAT_LE; 1 to 64 ch; 1000 to 768000 Hz \
              (--format, --channels, --rate); default S16_LE 2 ch 48000 Hz"
-            .into()],
+                .into(),
+        ],
         usbfs_capabilities: None,
         note: Some("in-process, no kernel involved".into()),
     }];

@@ -192,7 +192,7 @@ pub struct DeviceArgs {
     /// Channels to ask for.
     #[arg(long)]
     pub channels: Option<u16>,
-    /// Sample format to ask for: u8, s16, s24, s24_4, s32, f32.
+    /// Sample format to ask for: u8, s8, s16, s24, s24_4, s32, f32.
     #[arg(long, value_parser = parse_sample_format)]
     pub format: Option<isoscope::dsp::SampleFormat>,
     /// Check a capture from `isoscope virtual-device` frame by frame: the signal it was
@@ -316,7 +316,7 @@ pub struct CaptureArgs {
 
 fn parse_sample_format(s: &str) -> Result<isoscope::dsp::SampleFormat, String> {
     isoscope::dsp::SampleFormat::parse(s)
-        .ok_or_else(|| format!("unknown sample format '{s}': use u8, s16, s24, s24_4, s32 or f32"))
+        .ok_or_else(|| format!("unknown sample format '{s}': use u8, s8, s16, s24, s24_4, s32 or f32"))
 }
 
 /// Runs the chosen subcommand. With none, opens the GUI on the first USB capture device

@@ -761,11 +761,33 @@ fn parse_audio_interface(
     })
 }
 
-/// The sample format a Type I format's subslot size and bit resolution describe.
-fn sample_format(subslot: u8, bits: u8, float: bool, pcm8: bool) -> Option<SampleFormat> {
-    Some(match (subslot, bits, float) {
+/// Which Type I encodings an AS interface names: UAC1 wFormatTag (1 PCM, 2 PCM8, 3
+/// IEEE_FLOAT) or UAC2 bmFormats (bit 0 PCM, bit 1 PCM8, bit 2 IEEE_FLOAT).
+#[derive(Clone, Copy)]
+struct Encodings {
+    pcm: bool,
+    pcm8: bool,
+    float: bool,
+}
+
+impl Encodings {
+    fn new(tag: Option<u16>, formats: Option<u32>) -> Encodings {
+        let bit = |b: u32| formats.is_some_and(|f| f & (1 << b) != 0);
+        Encodings {
+            pcm: tag == Some(1) || bit(0),
+            pcm8: tag == Some(2) || bit(1),
+            float: tag == Some(3) || (bit(2) && !bit(0)),
+        }
+    }
+}
+
+/// The sample format a Type I format's subslot size and bit resolution describe. One-byte
+/// subslots follow Linux's snd-usb-audio (sound/usb/format.c): PCM is S8, PCM8 is U8.
+fn sample_format(subslot: u8, bits: u8, enc: Encodings) -> Option<SampleFormat> {
+    Some(match (subslot, bits, enc.float) {
         (4, 32, true) => SampleFormat::F32Le,
-        (1, _, _) if pcm8 => SampleFormat::U8,
+        (1, _, false) if enc.pcm => SampleFormat::S8,
+        (1, _, false) if enc.pcm8 => SampleFormat::U8,
         (2, 9..=16, false) => SampleFormat::S16Le,
         (3, 17..=24, false) => SampleFormat::S24_3Le,
         (4, 17..=24, false) => SampleFormat::S24_4Le,
@@ -796,12 +818,9 @@ fn stream_format(intf: &InterfaceAlt) -> StreamFormat {
             _ => {}
         }
     }
-    // UAC1 wFormatTag: 1 PCM, 2 PCM8, 3 IEEE_FLOAT. UAC2 bmFormats: bit 0 PCM, 1 PCM8, 2 IEEE_FLOAT.
-    let float = tag == Some(3) || formats.is_some_and(|f| f & 0b100 != 0 && f & 1 == 0);
-    let pcm8 = tag == Some(2) || formats.is_some_and(|f| f & 0b10 != 0);
     StreamFormat {
         terminal_link: link,
-        sample: sample_format(subslot, bits, float, pcm8),
+        sample: sample_format(subslot, bits, Encodings::new(tag, formats)),
         channels: u16::from(fmt_channels.or(as_channels).unwrap_or(0)),
         rates,
     }

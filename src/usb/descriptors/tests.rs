@@ -626,3 +626,25 @@ fn mutations_of_the_captured_tables_never_panic() {
     }
     assert!(parsed > 1000, "the mutations should leave many tables parseable, got {parsed}");
 }
+
+/// 8-bit PCM as Linux's snd-usb-audio reads it (sound/usb/format.c,
+/// `parse_audio_format_i_type`): PCM with a 1-byte subslot is S8, PCM8 is U8.
+#[test]
+fn eight_bit_pcm_is_s8_and_pcm8_is_u8() {
+    // UAC1 alt 1 of UAC1_FS: wFormatTag at bytes 89-90, bSubslotSize at 96, bBitResolution at 97.
+    let uac1 = |tag: u8| {
+        let mut t = UAC1_FS.to_vec();
+        (t[89], t[96], t[97]) = (tag, 1, 8);
+        parse(&t).unwrap().audio_streams()[0].sample
+    };
+    assert_eq!(uac1(1), Some(SampleFormat::S8), "PCM, 1-byte subslot");
+    assert_eq!(uac1(2), Some(SampleFormat::U8), "PCM8");
+    // UAC2 alt 1 of UAC2_HS: bmFormats at bytes 114-117, bSubslotSize at 128, bBitResolution at 129.
+    let uac2 = |formats: u8| {
+        let mut t = UAC2_HS.to_vec();
+        (t[114], t[128], t[129]) = (formats, 1, 8);
+        parse(&t).unwrap().audio_streams()[0].sample
+    };
+    assert_eq!(uac2(0b01), Some(SampleFormat::S8), "PCM bit, 1-byte subslot");
+    assert_eq!(uac2(0b10), Some(SampleFormat::U8), "PCM8 bit");
+}
