@@ -367,3 +367,33 @@ fn describe_of_a_descriptor_with_zero_blength_is_an_error_not_a_panic() {
         "{err}"
     );
 }
+
+#[test]
+fn a_device_whose_every_packet_fails_stops_with_an_error_that_names_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, json) = (dir.path().join("x.wav"), dir.path().join("x.json"));
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "capture",
+        "--device",
+        "sim",
+        "--sim-error-ratio",
+        "1",
+        "--no-data-timeout",
+        "0.5",
+        "--seconds",
+        "20",
+        "--wav",
+        wav.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "it stopped at the timeout, not at --seconds");
+    assert!(err.contains("no valid data for 0.5 s") && err.contains("packets failed, most with -E"), "{err}");
+    let s = stats(&json);
+    assert!(s["error"].as_str().unwrap().contains("no valid data"), "{s}");
+    assert_eq!(s["packet_errors"], s["packets"]);
+    assert_eq!(wav_frames(&wav), 0, "the recording is a valid, empty WAV");
+}

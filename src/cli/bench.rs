@@ -49,6 +49,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 mode,
                 urbs: args.urbs,
                 packets_per_urb: args.packets,
+                no_data_timeout: args.device.no_data_timeout()?,
                 ..CaptureConfig::default()
             };
             let (dev_name, stats) = match device::open(&args.device)?.0 {

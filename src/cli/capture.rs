@@ -78,6 +78,7 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
         urbs: args.urbs,
         app_cap_bytes: args.pool_cap_mb << 20,
         prefill: None,
+        no_data_timeout: args.device.no_data_timeout()?,
     };
     if let Some(s) = args.seconds {
         anyhow::ensure!(s.is_finite() && s > 0.0, "--seconds must be a positive number, not {s}");

@@ -199,6 +199,10 @@ pub struct DeviceArgs {
     /// started with (its --short-ratio, --error-ratio and --seed go in the --sim-* flags).
     #[arg(long)]
     pub verify_signal: Option<String>,
+    /// Stop with an error after this many seconds without valid data (every packet failed
+    /// or empty, or nothing completing); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub no_data_timeout: f64,
     /// Simulated device: share of short packets (0..1).
     #[arg(long, default_value_t = 0.0, help_heading = "Simulated device")]
     pub sim_short_ratio: f64,
@@ -312,6 +316,18 @@ pub struct CaptureArgs {
     /// Print no live status line.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+impl DeviceArgs {
+    /// `--no-data-timeout` as the engine takes it.
+    pub fn no_data_timeout(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        let s = self.no_data_timeout;
+        anyhow::ensure!(
+            s.is_finite() && s >= 0.0,
+            "--no-data-timeout must be a number of seconds >= 0, not {s}"
+        );
+        Ok((s > 0.0).then(|| std::time::Duration::from_secs_f64(s)))
+    }
 }
 
 fn parse_sample_format(s: &str) -> Result<isoscope::dsp::SampleFormat, String> {
