@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use isoscope::dma::{human_bytes, MemoryLimit};
 use isoscope::sim::usbip::{VirtualDevice, VirtualDeviceConfig};
-use isoscope::usb::descriptors::{self, DeviceDescriptors};
+use isoscope::usb::descriptors::{self, AudioStream, DeviceDescriptors};
 use isoscope::usb::discovery::{self, DeviceSelector};
 use isoscope::usb::usbfs::{caps, UsbfsDevice};
+use isoscope::usb::Speed;
 
 use super::{DescribeArgs, ListArgs};
 
@@ -75,7 +76,9 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             dev_node: Some(info.dev_node().display().to_string()),
             interfaces: info.interfaces.iter().map(|i| (i.number, i.driver.clone())).collect(),
             streams: parsed
-                .map(|d| d.audio_streams().iter().map(ToString::to_string).collect())
+                .map(|d| {
+                    stream_lines(&d, &d.audio_streams(), info.speed.or(d.known_speed()), info.active_config)
+                })
                 .unwrap_or_default(),
             usbfs_capabilities: caps,
             note,
@@ -121,23 +124,44 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line per stream, led by its configuration on a device with several.
+fn stream_lines(
+    d: &DeviceDescriptors,
+    streams: &[AudioStream],
+    speed: Option<Speed>,
+    active: Option<u8>,
+) -> Vec<String> {
+    streams
+        .iter()
+        .map(|s| match d.configuration_label(s.configuration, active) {
+            Some(label) => format!("{label}: {}", s.summary(speed)),
+            None => s.summary(speed),
+        })
+        .collect()
+}
+
 #[derive(serde::Serialize)]
 struct Described<'a> {
     source: String,
+    /// The device's bConfigurationValue (none for a file).
+    active_configuration: Option<u8>,
     descriptors: &'a DeviceDescriptors,
-    audio_streams: Vec<descriptors::AudioStream>,
+    audio_streams: Vec<AudioStream>,
 }
 
 pub fn describe(args: &DescribeArgs) -> anyhow::Result<ExitCode> {
-    let (source, bytes) = match (&args.device, &args.file) {
+    let (source, bytes, live) = match (&args.device, &args.file) {
         (_, Some(file)) => (
             file.display().to_string(),
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
+            None,
         ),
         (Some(sel), None) => match sel.parse::<DeviceSelector>()? {
-            DeviceSelector::Sim(_) => {
-                ("sim".to_string(), VirtualDevice::new(VirtualDeviceConfig::default())?.descriptor_bytes())
-            }
+            DeviceSelector::Sim(_) => (
+                "sim".to_string(),
+                VirtualDevice::new(VirtualDeviceConfig::default())?.descriptor_bytes(),
+                None,
+            ),
             sel => {
                 let devices = discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES))?;
                 let info = sel.find(&devices).with_context(|| {
@@ -146,7 +170,7 @@ pub fn describe(args: &DescribeArgs) -> anyhow::Result<ExitCode> {
                         args.device.as_deref().unwrap_or("")
                     )
                 })?;
-                (info.label(), info.descriptors.clone())
+                (info.label(), info.descriptors.clone(), Some(info.clone()))
             }
         },
         (None, None) => anyhow::bail!("say what to describe: --device SEL or --file PATH"),
@@ -158,12 +182,19 @@ pub fn describe(args: &DescribeArgs) -> anyhow::Result<ExitCode> {
         ),
         None => format!("{source}: the descriptors do not parse"),
     })?;
+    let active = live.as_ref().and_then(|i| i.active_config);
+    let speed = live.as_ref().and_then(|i| i.speed).or(parsed.known_speed());
     if args.json {
-        let d = Described { source, audio_streams: parsed.audio_streams(), descriptors: &parsed };
+        let d = Described {
+            source,
+            active_configuration: active,
+            audio_streams: parsed.audio_streams(),
+            descriptors: &parsed,
+        };
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
         println!("{source}");
-        print!("{}", parsed.render());
+        print!("{}", parsed.render_with(speed, active));
     }
     Ok(ExitCode::SUCCESS)
 }

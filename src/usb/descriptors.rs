@@ -302,6 +302,9 @@ pub struct DeviceDescriptors {
 /// An audio streaming alt setting with an iso IN data endpoint: something to capture.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AudioStream {
+    /// The bConfigurationValue of the configuration the stream belongs to: a device streams
+    /// only from its active configuration.
+    pub configuration: u8,
     pub interface: u8,
     pub alt: u8,
     pub uac: UacVersion,
@@ -322,11 +325,12 @@ pub struct AudioStream {
     pub ac_interface: Option<u8>,
 }
 
-impl std::fmt::Display for AudioStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "interface {} alt {}: EP {:#04x} IN iso {}, {} {} ch, {}, {} B/packet every {} frame{}",
+impl AudioStream {
+    /// One line about the stream; the endpoint's interval in time when the bus `speed` is
+    /// known ("every 1 ms (8 microframes)"), else in (micro)frames.
+    pub fn summary(&self, speed: Option<Speed>) -> String {
+        format!(
+            "interface {} alt {}: EP {:#04x} IN iso {}, {} {} ch, {}, {} B/packet every {}",
             self.interface,
             self.alt,
             self.endpoint.address,
@@ -335,9 +339,14 @@ impl std::fmt::Display for AudioStream {
             self.channels,
             self.rates,
             self.endpoint.max_packet_size & 0x7ff,
-            self.endpoint.interval_frames(),
-            if self.endpoint.interval_frames() == 1 { "" } else { "s" }
+            super::interval_text(speed, self.endpoint.interval_frames())
         )
+    }
+}
+
+impl std::fmt::Display for AudioStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary(None))
     }
 }
 
@@ -930,6 +939,7 @@ fn audio_stream(cfg: &ConfigDescriptor, intf: &InterfaceAlt, uac: UacVersion, ep
     let clocks = ac.map(clock_entities).unwrap_or_default();
     let terminal_clock = ac.and_then(|ac| terminal_clock(ac, format.terminal_link));
     AudioStream {
+        configuration: cfg.value,
         interface: intf.number,
         alt: intf.alt,
         uac,
@@ -946,7 +956,8 @@ fn audio_stream(cfg: &ConfigDescriptor, intf: &InterfaceAlt, uac: UacVersion, ep
 }
 
 impl DeviceDescriptors {
-    /// Every UAC1/UAC2 audio streaming alt setting with an iso IN data endpoint.
+    /// Every UAC1/UAC2 audio streaming alt setting with an iso IN data endpoint, in every
+    /// configuration (each stream names its own; see [`DeviceDescriptors::streams_of`]).
     pub fn audio_streams(&self) -> Vec<AudioStream> {
         let mut out = Vec::new();
         for cfg in &self.configs {
@@ -959,8 +970,40 @@ impl DeviceDescriptors {
         out
     }
 
-    /// A listing close to `lsusb -v`, then one line per audio stream.
+    /// The streams of configuration `active` (the device's bConfigurationValue), the only
+    /// ones it can stream from; with `None` (not known, e.g. a descriptor file), all of them.
+    pub fn streams_of(&self, active: Option<u8>) -> Vec<AudioStream> {
+        let mut streams = self.audio_streams();
+        if let Some(active) = active {
+            streams.retain(|s| s.configuration == active);
+        }
+        streams
+    }
+
+    /// The bus speed the descriptors alone prove: full speed for a USB 1.x device (bcdUSB
+    /// below 2.00); otherwise not known.
+    pub fn known_speed(&self) -> Option<Speed> {
+        self.device.as_ref().filter(|d| d.usb_version < 0x0200).map(|_| Speed::Full)
+    }
+
+    /// "configuration 2 (active)" where a stream's configuration needs saying: on a device
+    /// with several configurations. `None` for a device with one.
+    pub fn configuration_label(&self, configuration: u8, active: Option<u8>) -> Option<String> {
+        (self.configs.len() > 1).then(|| match active {
+            Some(a) if a == configuration => format!("configuration {configuration} (active)"),
+            Some(_) => format!("configuration {configuration} (not active)"),
+            None => format!("configuration {configuration}"),
+        })
+    }
+
+    /// [`DeviceDescriptors::render_with`] with what the descriptors alone say.
     pub fn render(&self) -> String {
+        self.render_with(self.known_speed(), None)
+    }
+
+    /// A listing close to `lsusb -v`, then one line per audio stream, grouped by
+    /// configuration when there are several (`active`: the device's bConfigurationValue).
+    pub fn render_with(&self, speed: Option<Speed>, active: Option<u8>) -> String {
         let mut s = String::new();
         if let Some(d) = &self.device {
             let _ = writeln!(s, "Device Descriptor:");
@@ -998,11 +1041,17 @@ impl DeviceDescriptors {
             }
         }
         let streams = self.audio_streams();
-        if !streams.is_empty() {
-            let _ = writeln!(s, "Audio streams (iso IN):");
-            for st in streams {
-                let _ = writeln!(s, "  {st}");
+        let mut heading = None;
+        for st in &streams {
+            let label = self.configuration_label(st.configuration, active);
+            if heading != Some(label.clone()) {
+                let _ = match &label {
+                    Some(l) => writeln!(s, "Audio streams (iso IN) of {l}:"),
+                    None => writeln!(s, "Audio streams (iso IN):"),
+                };
+                heading = Some(label);
             }
+            let _ = writeln!(s, "  {}", st.summary(speed));
         }
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");

@@ -18,6 +18,13 @@ pub enum OpenError {
     Descriptors { device: String, source: DescriptorError },
     #[error("{device}: {source}")]
     Uac { device: String, source: UacError },
+    #[error(
+        "{device}: its audio streams are in configuration {with_streams:?}, but configuration {active} is \
+         active{}. Switch it (as root): echo {} > /sys/bus/usb/devices/{sysfs_name}/bConfigurationValue",
+        if *.active == 0 { " (0: not configured)" } else { "" },
+        .with_streams.first().copied().unwrap_or(1)
+    )]
+    InactiveConfiguration { device: String, active: u8, with_streams: Vec<u8>, sysfs_name: String },
 }
 
 /// A device ready to stream: the backend (owning the claimed interfaces) and what it streams.
@@ -36,9 +43,20 @@ pub fn open_capture(info: &UsbDeviceInfo, req: &StreamRequest) -> Result<UsbCapt
     let uac_err = |source| OpenError::Uac { device: name.clone(), source };
     let parsed = descriptors::parse(&info.descriptors)
         .map_err(|source| OpenError::Descriptors { device: name.clone(), source })?;
-    let mut streams = parsed.audio_streams();
+    // Only the active configuration's streams can be streamed from.
+    let mut streams = parsed.streams_of(info.active_config);
     if streams.is_empty() {
-        return Err(uac_err(UacError::NoStream));
+        let mut with_streams: Vec<u8> = parsed.audio_streams().iter().map(|s| s.configuration).collect();
+        with_streams.dedup();
+        return Err(match info.active_config {
+            Some(active) if !with_streams.is_empty() => OpenError::InactiveConfiguration {
+                device: name,
+                active,
+                with_streams,
+                sysfs_name: info.sysfs_name.clone(),
+            },
+            _ => uac_err(UacError::NoStream),
+        });
     }
     let mut dev = UsbfsDevice::open(&info.dev_node())?;
 

@@ -299,14 +299,15 @@ fn the_uac1_gadget_microphone_offers_two_discrete_rates_mono() {
     assert_eq!(s.endpoint.bytes_per_interval(Speed::Full), 200);
     assert_eq!(s.endpoint.interval_frames(), 8, "bInterval 4 = 2^3 (micro)frames");
     assert_eq!(s.endpoint.audio.map(|a| a.attributes), Some(0x01));
-    let text = d.render();
+    // A high-speed gadget: bInterval 4 is 8 microframes, 1 ms.
+    let text = d.render_with(Some(Speed::High), None);
     for needle in [
         "idVendor         0x1d6b",
         "HEADER (V1) bcdADC 1.00 wTotalLength 30 baInterfaceNr [1]",
         "INPUT_TERMINAL bTerminalID 1 wTerminalType 0x0201 bNrChannels 1",
         "AS_GENERAL bTerminalLink 2 bDelay 1 wFormatTag 0x0001",
         "bInterval                4",
-        "interface 1 alt 1: EP 0x81 IN iso async, S16_LE 1 ch, 44100/48000 Hz, 200 B/packet every 8 frames",
+        "interface 1 alt 1: EP 0x81 IN iso async, S16_LE 1 ch, 44100/48000 Hz, 200 B/packet every 1 ms (8 microframes)",
     ] {
         assert!(text.contains(needle), "'{needle}' not in\n{text}");
     }
@@ -358,7 +359,7 @@ fn the_uac2_gadget_streams_s32_stereo_from_clock_3() {
         "CLOCK_SOURCE bClockID 3 bmAttributes 0x01 bmControls 0x03 bAssocTerminal 0",
         "OUTPUT_TERMINAL bTerminalID 2 wTerminalType 0x0101 bSourceID 1 bCSourceID 3",
         "wMaxPacketSize     0x0038  1x 56 bytes",
-        "interface 1 alt 1: EP 0x81 IN iso async, S32_LE 2 ch, rates from the clock source, 56 B/packet every 1 frame",
+        "interface 1 alt 1: EP 0x81 IN iso async, S32_LE 2 ch, rates from the clock source, 56 B/packet every 1 (micro)frame",
     ] {
         assert!(text.contains(needle), "'{needle}' not in\n{text}");
     }
@@ -647,4 +648,64 @@ fn eight_bit_pcm_is_s8_and_pcm8_is_u8() {
     };
     assert_eq!(uac2(0b01), Some(SampleFormat::S8), "PCM bit, 1-byte subslot");
     assert_eq!(uac2(0b10), Some(SampleFormat::U8), "PCM8 bit");
+}
+
+/// A device with two configurations: configuration 1 the UAC1 function of [`UAC1_FS`],
+/// configuration 2 the UAC2 function of [`UAC2_HS`] (bConfigurationValue 2).
+fn two_configurations(second: &[u8]) -> Vec<u8> {
+    let mut t = UAC1_FS.to_vec();
+    t[17] = 2; // bNumConfigurations
+    let mut c2 = second[18..].to_vec();
+    c2[5] = 2; // bConfigurationValue
+    t.extend(c2);
+    t
+}
+
+#[test]
+fn streams_come_from_the_active_configuration_and_say_which_it_is() {
+    let d = parse(&two_configurations(UAC2_HS)).unwrap();
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert_eq!(d.configs.iter().map(|c| c.value).collect::<Vec<_>>(), [1, 2]);
+    let all = d.streams_of(None);
+    assert_eq!(
+        all.iter().map(|s| (s.configuration, s.uac)).collect::<Vec<_>>(),
+        [(1, UacVersion::V1), (1, UacVersion::V1), (2, UacVersion::V2), (2, UacVersion::V2)]
+    );
+    assert!(d.streams_of(Some(1)).iter().all(|s| s.configuration == 1 && s.uac == UacVersion::V1));
+    assert!(d.streams_of(Some(2)).iter().all(|s| s.configuration == 2 && s.uac == UacVersion::V2));
+    assert_eq!(d.streams_of(Some(2)).len(), 2);
+    assert!(d.streams_of(Some(0)).is_empty(), "an unconfigured device streams nothing");
+    // The UAC2 function's control interface is found in its own configuration.
+    assert_eq!(d.streams_of(Some(2))[0].ac_interface, Some(1));
+    let live = d.render_with(Some(Speed::Full), Some(2));
+    assert!(
+        live.contains("Audio streams (iso IN) of configuration 1 (not active):\n  interface 1 alt 1")
+            && live.contains("Audio streams (iso IN) of configuration 2 (active):\n  interface 2 alt 1"),
+        "{live}"
+    );
+    let file = d.render();
+    assert!(file.contains("of configuration 1:") && file.contains("of configuration 2:"), "{file}");
+    // Two identical configurations: the streams of each are told apart by configuration.
+    let d = parse(&two_configurations(UAC1_FS)).unwrap();
+    let second = d.streams_of(Some(2));
+    assert_eq!((second.len(), second[0].configuration, second[0].ac_interface), (2, 2, Some(0)));
+    // One configuration: no labels.
+    assert!(parse(UAC1_FS).unwrap().render().contains("Audio streams (iso IN):\n"));
+}
+
+#[test]
+fn intervals_are_printed_as_time_at_the_devices_speed() {
+    let d = parse(UAC2_HS).unwrap();
+    let hs = d.render_with(Some(Speed::High), None);
+    assert!(hs.contains("72 B/packet every 125 us (1 microframe)"), "{hs}");
+    let mut s = d.audio_streams()[0].clone();
+    s.endpoint.interval = 4;
+    assert!(
+        s.summary(Some(Speed::High)).ends_with("every 1 ms (8 microframes)"),
+        "{}",
+        s.summary(Some(Speed::High))
+    );
+    // UAC1_FS is a USB 1.1 device: full speed without being told.
+    let fs = parse(UAC1_FS).unwrap().render();
+    assert!(fs.contains("192 B/packet every 1 ms (1 frame)"), "{fs}");
 }
