@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use isoscope::dma::{human_bytes, MemoryLimit};
 use isoscope::sim::usbip::{VirtualDevice, VirtualDeviceConfig};
+use isoscope::usb::asound::PROC_ASOUND;
 use isoscope::usb::descriptors::{self, AudioStream, DeviceDescriptors};
+use isoscope::usb::discovery::UsbDeviceInfo;
 use isoscope::usb::discovery::{self, DeviceSelector};
+use isoscope::usb::open::resolve_clock_rates;
 use isoscope::usb::usbfs::{caps, UsbfsDevice};
 use isoscope::usb::Speed;
 
@@ -77,7 +80,8 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             interfaces: info.interfaces.iter().map(|i| (i.number, i.driver.clone())).collect(),
             streams: parsed
                 .map(|d| {
-                    stream_lines(&d, &d.audio_streams(), info.speed.or(d.known_speed()), info.active_config)
+                    let streams = live_streams(&d, info);
+                    stream_lines(&d, &streams, info.speed.or(d.known_speed()), info.active_config)
                 })
                 .unwrap_or_default(),
             usbfs_capabilities: caps,
@@ -122,6 +126,18 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A connected device's streams, with the rates of UAC2 streams in its active configuration
+/// asked of its clock, or read from snd-usb-audio when that driver holds the interface.
+fn live_streams(d: &DeviceDescriptors, info: &UsbDeviceInfo) -> Vec<AudioStream> {
+    let mut streams = d.audio_streams();
+    let (mut active, others): (Vec<_>, Vec<_>) =
+        streams.drain(..).partition(|s| info.active_config.is_none_or(|a| a == s.configuration));
+    resolve_clock_rates(info, &mut active, Path::new(PROC_ASOUND));
+    let mut all: Vec<AudioStream> = active.into_iter().chain(others).collect();
+    all.sort_by_key(|s| (s.configuration, s.interface, s.alt));
+    all
 }
 
 /// One line per stream, led by its configuration on a device with several.
@@ -184,17 +200,17 @@ pub fn describe(args: &DescribeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let active = live.as_ref().and_then(|i| i.active_config);
     let speed = live.as_ref().and_then(|i| i.speed).or(parsed.known_speed());
+    let streams = match &live {
+        Some(info) => live_streams(&parsed, info),
+        None => parsed.audio_streams(),
+    };
     if args.json {
-        let d = Described {
-            source,
-            active_configuration: active,
-            audio_streams: parsed.audio_streams(),
-            descriptors: &parsed,
-        };
+        let d =
+            Described { source, active_configuration: active, audio_streams: streams, descriptors: &parsed };
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
         println!("{source}");
-        print!("{}", parsed.render_with(speed, active));
+        print!("{}", parsed.render_with(&streams, speed, active));
     }
     Ok(ExitCode::SUCCESS)
 }

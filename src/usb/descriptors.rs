@@ -312,6 +312,9 @@ pub struct AudioStream {
     pub sample: Option<SampleFormat>,
     pub channels: u16,
     pub rates: Rates,
+    /// Where `rates` came from when not from the descriptors: "from clock source 3 (GET
+    /// RANGE)", "from snd-usb-audio, /proc/asound/card1/stream0".
+    pub rates_from: Option<String>,
     pub terminal_link: u8,
     /// UAC2: the clock source feeding the linked terminal, found by following clock
     /// multipliers and selectors (a selector at its first input; see [`ClockEntity`]).
@@ -330,7 +333,7 @@ impl AudioStream {
     /// known ("every 1 ms (8 microframes)"), else in (micro)frames.
     pub fn summary(&self, speed: Option<Speed>) -> String {
         format!(
-            "interface {} alt {}: EP {:#04x} IN iso {}, {} {} ch, {}, {} B/packet every {}",
+            "interface {} alt {}: EP {:#04x} IN iso {}, {} {} ch, {}{}, {} B/packet every {}",
             self.interface,
             self.alt,
             self.endpoint.address,
@@ -338,6 +341,7 @@ impl AudioStream {
             self.sample.map_or("unsupported format", SampleFormat::name),
             self.channels,
             self.rates,
+            self.rates_from.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
             self.endpoint.max_packet_size & 0x7ff,
             super::interval_text(speed, self.endpoint.interval_frames())
         )
@@ -947,6 +951,7 @@ fn audio_stream(cfg: &ConfigDescriptor, intf: &InterfaceAlt, uac: UacVersion, ep
         sample: format.sample,
         channels: format.channels,
         rates: format.rates,
+        rates_from: None,
         terminal_link: format.terminal_link,
         clock_source: terminal_clock.and_then(|c| static_clock_source(&clocks, c)),
         terminal_clock,
@@ -998,12 +1003,13 @@ impl DeviceDescriptors {
 
     /// [`DeviceDescriptors::render_with`] with what the descriptors alone say.
     pub fn render(&self) -> String {
-        self.render_with(self.known_speed(), None)
+        self.render_with(&self.audio_streams(), self.known_speed(), None)
     }
 
-    /// A listing close to `lsusb -v`, then one line per audio stream, grouped by
-    /// configuration when there are several (`active`: the device's bConfigurationValue).
-    pub fn render_with(&self, speed: Option<Speed>, active: Option<u8>) -> String {
+    /// A listing close to `lsusb -v`, then one line per stream of `streams` (this device's,
+    /// perhaps with rates asked of the device), grouped by configuration when there are
+    /// several (`active`: the device's bConfigurationValue).
+    pub fn render_with(&self, streams: &[AudioStream], speed: Option<Speed>, active: Option<u8>) -> String {
         let mut s = String::new();
         if let Some(d) = &self.device {
             let _ = writeln!(s, "Device Descriptor:");
@@ -1040,9 +1046,8 @@ impl DeviceDescriptors {
                 render_interface(&mut s, i);
             }
         }
-        let streams = self.audio_streams();
         let mut heading = None;
-        for st in &streams {
+        for st in streams {
             let label = self.configuration_label(st.configuration, active);
             if heading != Some(label.clone()) {
                 let _ = match &label {

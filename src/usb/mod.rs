@@ -1,6 +1,7 @@
 //! Talking to USB devices: descriptors, discovery in sysfs, the usbfs device node and its
 //! ioctls, iso URBs, and USB Audio Class stream setup.
 
+pub mod asound;
 pub mod descriptors;
 pub mod discovery;
 pub mod open;

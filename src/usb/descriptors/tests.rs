@@ -300,7 +300,7 @@ fn the_uac1_gadget_microphone_offers_two_discrete_rates_mono() {
     assert_eq!(s.endpoint.interval_frames(), 8, "bInterval 4 = 2^3 (micro)frames");
     assert_eq!(s.endpoint.audio.map(|a| a.attributes), Some(0x01));
     // A high-speed gadget: bInterval 4 is 8 microframes, 1 ms.
-    let text = d.render_with(Some(Speed::High), None);
+    let text = d.render_with(&d.audio_streams(), Some(Speed::High), None);
     for needle in [
         "idVendor         0x1d6b",
         "HEADER (V1) bcdADC 1.00 wTotalLength 30 baInterfaceNr [1]",
@@ -677,7 +677,7 @@ fn streams_come_from_the_active_configuration_and_say_which_it_is() {
     assert!(d.streams_of(Some(0)).is_empty(), "an unconfigured device streams nothing");
     // The UAC2 function's control interface is found in its own configuration.
     assert_eq!(d.streams_of(Some(2))[0].ac_interface, Some(1));
-    let live = d.render_with(Some(Speed::Full), Some(2));
+    let live = d.render_with(&d.audio_streams(), Some(Speed::Full), Some(2));
     assert!(
         live.contains("Audio streams (iso IN) of configuration 1 (not active):\n  interface 1 alt 1")
             && live.contains("Audio streams (iso IN) of configuration 2 (active):\n  interface 2 alt 1"),
@@ -696,7 +696,7 @@ fn streams_come_from_the_active_configuration_and_say_which_it_is() {
 #[test]
 fn intervals_are_printed_as_time_at_the_devices_speed() {
     let d = parse(UAC2_HS).unwrap();
-    let hs = d.render_with(Some(Speed::High), None);
+    let hs = d.render_with(&d.audio_streams(), Some(Speed::High), None);
     assert!(hs.contains("72 B/packet every 125 us (1 microframe)"), "{hs}");
     let mut s = d.audio_streams()[0].clone();
     s.endpoint.interval = 4;
