@@ -58,30 +58,27 @@ fn parse_rates(v: &str) -> Option<Rates> {
     rates.filter(|r| !r.is_empty()).map(Rates::Discrete)
 }
 
+/// The entries of `dir` whose names start with `prefix`, sorted; none if it cannot be read.
+fn entries_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    v.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)));
+    v.sort();
+    v
+}
+
 /// The card directory (`root/cardN`) of the USB device at `busnum`/`devnum`, if ALSA has one.
 pub fn card_of(root: &Path, busnum: u8, devnum: u8) -> Option<PathBuf> {
     let want = format!("{busnum:03}/{devnum:03}");
-    let mut cards: Vec<PathBuf> = std::fs::read_dir(root)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("card")))
-        .collect();
-    cards.sort();
-    cards.into_iter().find(|c| std::fs::read_to_string(c.join("usbbus")).is_ok_and(|b| b.trim() == want))
+    entries_named(root, "card")
+        .into_iter()
+        .find(|c| std::fs::read_to_string(c.join("usbbus")).is_ok_and(|b| b.trim() == want))
 }
 
 /// The rates snd-usb-audio lists for capture `interface`/`alt` of the card at `card`, and
 /// the `streamM` file that says so.
 pub fn capture_rates(card: &Path, interface: u8, alt: u8) -> Option<(Rates, PathBuf)> {
-    let mut streams: Vec<PathBuf> = std::fs::read_dir(card)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("stream")))
-        .collect();
-    streams.sort();
-    streams.into_iter().find_map(|path| {
+    entries_named(card, "stream").into_iter().find_map(|path| {
         let text = std::fs::read_to_string(&path).ok()?;
         let found = parse_stream(&text).into_iter().find(|a| a.interface == interface && a.alt == alt)?;
         Some((found.rates, path))
