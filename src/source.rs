@@ -153,7 +153,8 @@ pub fn open(selector: &str, req: &StreamRequest, sim: &SimConfig) -> Result<Open
     }
 }
 
-/// Whether a device has an audio streaming interface with an iso IN endpoint.
+/// Whether a device's active configuration has an audio streaming interface with an iso IN
+/// endpoint.
 pub fn has_audio_capture(info: &UsbDeviceInfo) -> bool {
-    crate::usb::descriptors::parse(&info.descriptors).is_ok_and(|d| !d.audio_streams().is_empty())
+    info.audio_streams().is_ok_and(|s| !s.is_empty())
 }

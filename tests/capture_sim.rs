@@ -396,3 +396,23 @@ fn sinks_attached_mid_capture_get_an_unbroken_stream_and_are_let_go_with_their_c
     let n = main_cons.pop_slice(&mut all);
     assert_eq!(n as u64, stats.bytes, "the first sink got everything");
 }
+
+#[test]
+fn a_device_whose_every_packet_fails_ends_the_capture_with_no_data() {
+    let dev = sim(Faults { short_ratio: 0.0, error_ratio: 1.0, disconnect_after_s: None });
+    let cfg = CaptureConfig { no_data_timeout: Some(Duration::from_millis(300)), ..CaptureConfig::default() };
+    let run = capture(&dev, &cfg, u64::MAX, 1 << 20).unwrap();
+    let Some(CaptureError::NoData { packets, failed, errno: Some(errno), .. }) = run.failure.clone() else {
+        panic!("{:?}", run.failure);
+    };
+    assert!(packets > 0 && failed == packets, "{packets} {failed}");
+    use nix::libc;
+    assert!([libc::EXDEV, libc::EPROTO, libc::EILSEQ, libc::EOVERFLOW].contains(&errno), "{errno}");
+    let msg = run.failure.unwrap().to_string();
+    assert!(msg.contains("no valid data for 0.") && msg.contains("most with -E"), "{msg}");
+    assert!(run.bytes.is_empty());
+    // Healthy data resets the window: faults short of all keep the capture going.
+    let dev = sim(Faults { short_ratio: 0.0, error_ratio: 0.9, disconnect_after_s: None });
+    let run = capture(&dev, &cfg, 200_000, 1 << 20).unwrap();
+    assert!(run.failure.is_none(), "{:?}", run.failure);
+}

@@ -190,7 +190,7 @@ fn bad_arguments_get_errors_that_say_what_to_do() {
         (&["capture", "--device", "sim:beep"], "use sine"),
         (&["capture", "--device", "sim:sine:-5"], "positive numbers"),
         (&["capture", "--device", "sim", "--mode", "fast"], "possible values"),
-        (&["capture", "--device", "sim", "--format", "s12"], "use u8, s16"),
+        (&["capture", "--device", "sim", "--format", "s12"], "use u8, s8, s16"),
         (&["capture", "--device", "sim", "--seconds", "0"], "positive"),
         (&["capture", "--device", "sim", "--sim-short-ratio", "2"], "outside 0..1"),
         (&["capture", "--device", "sim", "--seconds", "1", "--wav", "/nonexistent/x.wav"], "folder exists"),
@@ -351,4 +351,49 @@ fn without_a_display_the_gui_says_what_to_run_instead() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot open the window") && err.contains("isoscope capture"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn describe_of_a_descriptor_with_zero_blength_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("descriptors");
+    std::fs::write(&file, [0x00, 0x01, 0x00, 0x08, 0x00, 0x2c, 0x02]).unwrap();
+    let out = run(&["describe", "--file", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("not a valid USB descriptor set") && err.contains("byte 0") && err.contains("bLength 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_device_whose_every_packet_fails_stops_with_an_error_that_names_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, json) = (dir.path().join("x.wav"), dir.path().join("x.json"));
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "capture",
+        "--device",
+        "sim",
+        "--sim-error-ratio",
+        "1",
+        "--no-data-timeout",
+        "0.5",
+        "--seconds",
+        "20",
+        "--wav",
+        wav.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "it stopped at the timeout, not at --seconds");
+    assert!(err.contains("no valid data for 0.5 s") && err.contains("packets failed, most with -E"), "{err}");
+    let s = stats(&json);
+    assert!(s["error"].as_str().unwrap().contains("no valid data"), "{s}");
+    assert_eq!(s["packet_errors"], s["packets"]);
+    assert_eq!(wav_frames(&wav), 0, "the recording is a valid, empty WAV");
 }

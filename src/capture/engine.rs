@@ -59,7 +59,13 @@ pub struct CaptureConfig {
     pub app_cap_bytes: u64,
     /// Fill every buffer with this pattern before streaming (to see stale bytes).
     pub prefill: Option<Vec<u8>>,
+    /// End the capture with [`CaptureError::NoData`] after this long without one valid byte
+    /// (every packet failed or empty, or no URB completing). `None`: never.
+    pub no_data_timeout: Option<Duration>,
 }
+
+/// The default [`CaptureConfig::no_data_timeout`].
+pub const DEFAULT_NO_DATA_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Default for CaptureConfig {
     fn default() -> Self {
@@ -71,6 +77,7 @@ impl Default for CaptureConfig {
             urbs: None,
             app_cap_bytes: MemoryLimit::DEFAULT_APP_CAP,
             prefill: None,
+            no_data_timeout: Some(DEFAULT_NO_DATA_TIMEOUT),
         }
     }
 }
@@ -103,10 +110,41 @@ pub enum CaptureError {
     Device { device: String, source: BackendError, fix: &'static str },
     #[error("{device}: device disconnected. What was captured so far is kept; reconnect the device and start again")]
     Disconnected { device: String },
+    #[error("{device}: no valid data for {:.1} s: {}. What was captured before is kept", .window.as_secs_f64(), no_data_detail(.packets, .failed, .errno))]
+    NoData {
+        device: String,
+        /// How long nothing valid came.
+        window: Duration,
+        /// Packets completed in that time.
+        packets: u64,
+        /// Of those, packets that completed with an error status.
+        failed: u64,
+        /// The most common packet errno (positive) among them, if any failed.
+        errno: Option<i32>,
+    },
     #[error("cannot start the capture thread: {0}")]
     Thread(String),
     #[error("cannot add a consumer to the capture: {0}")]
     Sinks(String),
+}
+
+/// What [`CaptureError::NoData`] says about the packets of its window.
+fn no_data_detail(packets: &u64, failed: &u64, errno: &Option<i32>) -> String {
+    match (*packets, *failed, *errno) {
+        (0, _, _) => "no URB completed: the device or the host controller stopped completing \
+                      transfers. Unplug and replug the device"
+            .to_string(),
+        (n, 0, _) => format!(
+            "all {n} packets were empty (0 bytes, status 0): the device streams but sends no samples \
+             (its clock may not be locked, or the input is not active). Try another rate or alt setting"
+        ),
+        (n, f, Some(e)) => format!(
+            "{f} of {n} packets failed, most with -{} ({e}): {}",
+            super::stats::packet_errno_name(e),
+            super::stats::packet_errno_meaning(e)
+        ),
+        (n, f, None) => format!("{f} of {n} packets failed and the rest were empty"),
+    }
 }
 
 impl CaptureError {
@@ -313,6 +351,8 @@ fn prepare<B: Backend>(
         events: ev_tx,
         retired: retired_tx,
         urb_limit,
+        no_data_timeout: cfg.no_data_timeout,
+        quiet: QuietWindow::new(stream_t0),
     };
     Ok((worker, info, cmd_tx, ev_rx, tap, retired_rx))
 }
@@ -461,6 +501,49 @@ struct Worker<B: Backend> {
     retired: Sender<Sink>,
     /// Stop after delivering this many URBs (blocking runs).
     urb_limit: Option<u64>,
+    /// See [`CaptureConfig::no_data_timeout`].
+    no_data_timeout: Option<Duration>,
+    /// The packets since valid data last came.
+    quiet: QuietWindow,
+}
+
+/// The packets completed since the last valid byte: how many, and how many failed with
+/// each errno (in the order of [`super::stats::COUNTED_ERRNOS`], then "other"). Fixed size:
+/// updated per packet without allocating.
+struct QuietWindow {
+    since: Instant,
+    packets: u64,
+    errors: [u64; super::stats::COUNTED_ERRNOS.len() + 1],
+    /// The last errno not in COUNTED_ERRNOS.
+    other: i32,
+}
+
+impl QuietWindow {
+    fn new(since: Instant) -> QuietWindow {
+        QuietWindow { since, packets: 0, errors: [0; super::stats::COUNTED_ERRNOS.len() + 1], other: 0 }
+    }
+
+    fn count_error(&mut self, errno: i32) {
+        let counted = &super::stats::COUNTED_ERRNOS;
+        match counted.iter().position(|&(e, _)| e == errno) {
+            Some(i) => self.errors[i] += 1,
+            None => {
+                self.errors[counted.len()] += 1;
+                self.other = errno;
+            }
+        }
+    }
+
+    /// The error for a window that has lasted `window` without valid data.
+    fn error(&self, device: &str, window: Duration) -> CaptureError {
+        let counted = &super::stats::COUNTED_ERRNOS;
+        let failed = self.errors.iter().sum();
+        let errno = (failed > 0)
+            .then(|| self.errors.iter().enumerate().max_by_key(|&(i, n)| (*n, std::cmp::Reverse(i))))
+            .flatten()
+            .map(|(i, _)| counted.get(i).map_or(self.other, |&(e, _)| e));
+        CaptureError::NoData { device: device.to_string(), window, packets: self.packets, failed, errno }
+    }
 }
 
 enum Outcome {
@@ -501,6 +584,12 @@ impl<B: Backend> Worker<B> {
                 }
                 Ok(None) => self.publish_times(cpu0, t0),
                 Err(e) => break Outcome::Failed(CaptureError::from_backend(&self.name, e)),
+            }
+            if let Some(limit) = self.no_data_timeout {
+                let quiet = self.quiet.since.elapsed();
+                if quiet >= limit {
+                    break Outcome::Failed(self.quiet.error(&self.name, quiet));
+                }
             }
         };
         self.teardown();
@@ -607,8 +696,16 @@ impl<B: Backend> Worker<B> {
                     zero += u64::from(p.actual == 0);
                     self.staging.extend_from_slice(&p.data[..whole]);
                 }
-                PacketStatus::Error(errno) => c.count_error(errno),
+                PacketStatus::Error(errno) => {
+                    c.count_error(errno);
+                    self.quiet.count_error(errno);
+                }
             }
+        }
+        if self.staging.is_empty() {
+            self.quiet.packets += urb.packet_count() as u64;
+        } else {
+            self.quiet = QuietWindow::new(Instant::now());
         }
         c.packets.fetch_add(urb.packet_count() as u64, Relaxed);
         c.short_packets.fetch_add(short, Relaxed);

@@ -19,6 +19,41 @@ pub const COUNTED_ERRNOS: [(i32, &str); 7] = [
     (libc::ETIME, "ETIME"),
 ];
 
+/// What a packet's completion errno means for an iso IN transfer (after the kernel's
+/// Documentation/driver-api/usb/error-codes.rst), and what to try.
+pub fn packet_errno_meaning(errno: i32) -> &'static str {
+    match errno {
+        libc::EXDEV => {
+            "the host controller did not transfer the packet in its (micro)frame: the bus or the \
+             controller was too busy, or the device did not answer in time. Try another USB port or \
+             controller, fewer busy devices on the same hub, or a lower rate or fewer channels"
+        }
+        libc::EPROTO => {
+            "a protocol error on the bus (bit stuffing, or no response in time): usually the cable, a \
+             hub or the device itself. Try another cable or port, without a hub"
+        }
+        libc::EILSEQ => {
+            "the packet arrived with a bad CRC, or not at all: a noisy link. Try another cable or port"
+        }
+        libc::EOVERFLOW => {
+            "the device sent more than the packet's length (babble): the endpoint's wMaxPacketSize \
+             does not match what it sends at this rate and format; try another alt setting (--format, \
+             --channels, --rate)"
+        }
+        libc::ENOSR | libc::ECOMM => {
+            "the host controller could not move the data to memory in time (buffer overrun): the \
+             system is too busy; try more URBs in flight (--urbs) or a less loaded machine"
+        }
+        libc::ETIME => "the device did not answer in time (a bus-level timeout): check the device and cable",
+        _ => "an error the kernel does not document for iso transfers",
+    }
+}
+
+/// The kernel's name of a packet errno, as counted in [`COUNTED_ERRNOS`], else "other".
+pub fn packet_errno_name(errno: i32) -> &'static str {
+    COUNTED_ERRNOS.iter().find(|&&(e, _)| e == errno).map_or("other", |&(_, name)| name)
+}
+
 /// Counters shared between the engine thread (writer) and everyone else (readers).
 /// Each is a running total, updated with Relaxed ordering: readers want a recent value,
 /// not a consistent cut across fields.

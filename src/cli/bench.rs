@@ -54,6 +54,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 mode,
                 urbs: args.urbs,
                 packets_per_urb: args.packets,
+                no_data_timeout: args.device.no_data_timeout()?,
                 ..CaptureConfig::default()
             };
             let busy_before = system_busy_us();

@@ -49,6 +49,10 @@ struct Report<'a> {
     wav_frames: Option<u64>,
     frames_verified: Option<u64>,
     frames_mismatched: Option<u64>,
+    /// Packets with data that the device sent and the capture never saw, with no status
+    /// saying so (found on the device's own sequence by the verifier).
+    packets_lost_in_transit: Option<u64>,
+    frames_lost_in_transit: Option<u64>,
     /// Capture frame index and device stream frame of the first mismatch.
     first_mismatch: Option<(u64, u64)>,
     error: Option<String>,
@@ -78,6 +82,7 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
         urbs: args.urbs,
         app_cap_bytes: args.pool_cap_mb << 20,
         prefill: None,
+        no_data_timeout: args.device.no_data_timeout()?,
     };
     if let Some(s) = args.seconds {
         anyhow::ensure!(s.is_finite() && s > 0.0, "--seconds must be a positive number, not {s}");
@@ -153,6 +158,8 @@ fn session<B: Backend>(
         wav_frames: drained.wav_frames,
         frames_verified: drained.verifier.as_ref().map(Verifier::verified),
         frames_mismatched: drained.verifier.as_ref().map(Verifier::mismatched),
+        packets_lost_in_transit: drained.verifier.as_ref().map(Verifier::lost_packets),
+        frames_lost_in_transit: drained.verifier.as_ref().map(Verifier::lost_frames),
         first_mismatch: drained.verifier.as_ref().and_then(Verifier::first_mismatch),
         error: failure.as_ref().map(CaptureError::to_string),
         stats: &stats,
@@ -266,6 +273,15 @@ fn print_summary(r: &Report<'_>, args: &CaptureArgs) {
     );
     if let (Some(ok), Some(bad)) = (r.frames_verified, r.frames_mismatched) {
         eprintln!("isoscope: verified against the simulated device: {ok} frames match, {bad} differ");
+    }
+    if let (Some(n), Some(frames)) = (r.packets_lost_in_transit, r.frames_lost_in_transit) {
+        if n > 0 {
+            eprintln!(
+                "isoscope: warning: {n} packets ({frames} frames) the device sent never arrived, with no error \
+                 status (the host controller skipped their intervals; QEMU's xHCI does when the host is busy); \
+                 the frames around them verify"
+            );
+        }
     }
     if let (Some(path), Some(frames)) = (&args.wav, r.wav_frames) {
         eprintln!("isoscope: wrote {frames} frames to {}", path.display());

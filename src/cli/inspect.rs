@@ -7,9 +7,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use isoscope::dma::{human_bytes, MemoryLimit};
 use isoscope::sim::{VirtualDevice, VirtualDeviceConfig};
-use isoscope::usb::descriptors::{self, DeviceDescriptors};
+use isoscope::usb::asound::PROC_ASOUND;
+use isoscope::usb::descriptors::{self, AudioStream, DeviceDescriptors};
+use isoscope::usb::discovery::UsbDeviceInfo;
 use isoscope::usb::discovery::{self, DeviceSelector};
+use isoscope::usb::open::resolve_clock_rates;
 use isoscope::usb::usbfs::{caps, UsbfsDevice};
+use isoscope::usb::Speed;
 
 use super::{DescribeArgs, ListArgs};
 
@@ -40,9 +44,11 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         speed: Some("high speed (480 Mb/s)".into()),
         dev_node: None,
         interfaces: Vec::new(),
-        streams: vec!["any of U8, S16_LE, S24_3LE, S24_LE, S32_LE, FLOAT_LE; 1 to 64 ch; 1000 to 768000 Hz \
+        streams: vec![
+            "any of U8, S8, S16_LE, S24_3LE, S24_LE, S32_LE, FLOAT_LE; 1 to 64 ch; 1000 to 768000 Hz \
              (--format, --channels, --rate); default S16_LE 2 ch 48000 Hz"
-            .into()],
+                .into(),
+        ],
         usbfs_capabilities: None,
         note: Some("in-process, no kernel involved".into()),
     }];
@@ -73,7 +79,10 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             dev_node: Some(info.dev_node().display().to_string()),
             interfaces: info.interfaces.iter().map(|i| (i.number, i.driver.clone())).collect(),
             streams: parsed
-                .map(|d| d.audio_streams().iter().map(ToString::to_string).collect())
+                .map(|d| {
+                    let streams = live_streams(&d, info);
+                    stream_lines(&d, &streams, info.speed.or(d.known_speed()), info.active_config)
+                })
                 .unwrap_or_default(),
             usbfs_capabilities: caps,
             note,
@@ -119,23 +128,56 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A connected device's streams, with the rates of UAC2 streams in its active configuration
+/// asked of its clock, or read from snd-usb-audio when that driver holds the interface.
+fn live_streams(d: &DeviceDescriptors, info: &UsbDeviceInfo) -> Vec<AudioStream> {
+    let mut streams = d.audio_streams();
+    let (mut active, others): (Vec<_>, Vec<_>) =
+        streams.drain(..).partition(|s| info.active_config.is_none_or(|a| a == s.configuration));
+    resolve_clock_rates(info, &mut active, Path::new(PROC_ASOUND));
+    let mut all: Vec<AudioStream> = active.into_iter().chain(others).collect();
+    all.sort_by_key(|s| (s.configuration, s.interface, s.alt));
+    all
+}
+
+/// One line per stream, led by its configuration on a device with several.
+fn stream_lines(
+    d: &DeviceDescriptors,
+    streams: &[AudioStream],
+    speed: Option<Speed>,
+    active: Option<u8>,
+) -> Vec<String> {
+    streams
+        .iter()
+        .map(|s| match d.configuration_label(s.configuration, active) {
+            Some(label) => format!("{label}: {}", s.summary(speed)),
+            None => s.summary(speed),
+        })
+        .collect()
+}
+
 #[derive(serde::Serialize)]
 struct Described<'a> {
     source: String,
+    /// The device's bConfigurationValue (none for a file).
+    active_configuration: Option<u8>,
     descriptors: &'a DeviceDescriptors,
-    audio_streams: Vec<descriptors::AudioStream>,
+    audio_streams: Vec<AudioStream>,
 }
 
 pub fn describe(args: &DescribeArgs) -> anyhow::Result<ExitCode> {
-    let (source, bytes) = match (&args.device, &args.file) {
+    let (source, bytes, live) = match (&args.device, &args.file) {
         (_, Some(file)) => (
             file.display().to_string(),
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?,
+            None,
         ),
         (Some(sel), None) => match sel.parse::<DeviceSelector>()? {
-            DeviceSelector::Sim(_) => {
-                ("sim".to_string(), VirtualDevice::new(VirtualDeviceConfig::default())?.descriptor_bytes())
-            }
+            DeviceSelector::Sim(_) => (
+                "sim".to_string(),
+                VirtualDevice::new(VirtualDeviceConfig::default())?.descriptor_bytes(),
+                None,
+            ),
             sel => {
                 let devices = discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES))?;
                 let info = sel.find(&devices).with_context(|| {
@@ -144,19 +186,31 @@ pub fn describe(args: &DescribeArgs) -> anyhow::Result<ExitCode> {
                         args.device.as_deref().unwrap_or("")
                     )
                 })?;
-                (info.label(), info.descriptors.clone())
+                (info.label(), info.descriptors.clone(), Some(info.clone()))
             }
         },
         (None, None) => anyhow::bail!("say what to describe: --device SEL or --file PATH"),
     };
-    let parsed =
-        descriptors::parse(&bytes).with_context(|| format!("{source}: the descriptors do not parse"))?;
+    let parsed = descriptors::parse(&bytes).with_context(|| match &args.file {
+        Some(_) => format!(
+            "{source} is not a valid USB descriptor set (a device descriptor and its configurations, \
+             as in sysfs `descriptors`)"
+        ),
+        None => format!("{source}: the descriptors do not parse"),
+    })?;
+    let active = live.as_ref().and_then(|i| i.active_config);
+    let speed = live.as_ref().and_then(|i| i.speed).or(parsed.known_speed());
+    let streams = match &live {
+        Some(info) => live_streams(&parsed, info),
+        None => parsed.audio_streams(),
+    };
     if args.json {
-        let d = Described { source, audio_streams: parsed.audio_streams(), descriptors: &parsed };
+        let d =
+            Described { source, active_configuration: active, audio_streams: streams, descriptors: &parsed };
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
         println!("{source}");
-        print!("{}", parsed.render());
+        print!("{}", parsed.render_with(&streams, speed, active));
     }
     Ok(ExitCode::SUCCESS)
 }

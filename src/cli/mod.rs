@@ -208,13 +208,17 @@ pub struct DeviceArgs {
     /// Channels to ask for.
     #[arg(long)]
     pub channels: Option<u16>,
-    /// Sample format to ask for: u8, s16, s24, s24_4, s32, f32.
+    /// Sample format to ask for: u8, s8, s16, s24, s24_4, s32, f32.
     #[arg(long, value_parser = parse_sample_format)]
     pub format: Option<isoscope::dsp::SampleFormat>,
     /// Check a capture from `isoscope virtual-device` frame by frame: the signal it was
     /// started with (its --short-ratio, --error-ratio and --seed go in the --sim-* flags).
     #[arg(long)]
     pub verify_signal: Option<String>,
+    /// Stop with an error after this many seconds without valid data (every packet failed
+    /// or empty, or nothing completing); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub no_data_timeout: f64,
     /// Simulated device: share of short packets (0..1).
     #[arg(long, default_value_t = 0.0, help_heading = "Simulated device")]
     pub sim_short_ratio: f64,
@@ -330,9 +334,21 @@ pub struct CaptureArgs {
     pub quiet: bool,
 }
 
+impl DeviceArgs {
+    /// `--no-data-timeout` as the engine takes it.
+    pub fn no_data_timeout(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        let s = self.no_data_timeout;
+        anyhow::ensure!(
+            s.is_finite() && s >= 0.0,
+            "--no-data-timeout must be a number of seconds >= 0, not {s}"
+        );
+        Ok((s > 0.0).then(|| std::time::Duration::from_secs_f64(s)))
+    }
+}
+
 fn parse_sample_format(s: &str) -> Result<isoscope::dsp::SampleFormat, String> {
     isoscope::dsp::SampleFormat::parse(s)
-        .ok_or_else(|| format!("unknown sample format '{s}': use u8, s16, s24, s24_4, s32 or f32"))
+        .ok_or_else(|| format!("unknown sample format '{s}': use u8, s8, s16, s24, s24_4, s32 or f32"))
 }
 
 /// Runs the chosen subcommand. With none, opens the GUI on the first USB capture device
@@ -407,14 +423,16 @@ fn verify_wav(args: &VerifyWavArgs) -> anyhow::Result<ExitCode> {
     };
     println!("{}", serde_json::to_string(&a)?);
     eprintln!(
-        "isoscope: {}: {} frames of {} ({}) from frame {}: {} match, {} differ",
+        "isoscope: {}: {} frames of {} ({}) from frame {}: {} match, {} differ; {} gaps ({} frames missing: lost on the way, the frames around them match)",
         args.file.display(),
         a.verified + a.mismatched,
         signal,
         recording.format,
         a.offset,
         a.verified,
-        a.mismatched
+        a.mismatched,
+        a.gaps,
+        a.missing_frames
     );
     Ok(if a.mismatched == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -64,7 +64,11 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
             .context("cannot install the signal handler")?;
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
     }
-    let cfg = CaptureConfig { mode: args.mode, ..CaptureConfig::default() };
+    let cfg = CaptureConfig {
+        mode: args.mode,
+        no_data_timeout: args.device.no_data_timeout()?,
+        ..CaptureConfig::default()
+    };
     match device::open(&args.device)?.0 {
         Source::Sim(device) => session(device.backend(), device.stream(), &cfg, args, &stop),
         Source::Usb(capture) => {

@@ -5,8 +5,10 @@ use serde::Serialize;
 /// One sample's encoding on the wire (UAC Type I formats; little-endian as USB is).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum SampleFormat {
-    /// Unsigned 8-bit, 0x80 is silence.
+    /// Unsigned 8-bit, 0x80 is silence (UAC PCM8).
     U8,
+    /// Signed 8-bit, 0 is silence (UAC PCM with a 1-byte subslot).
+    S8,
     /// Signed 16-bit little-endian.
     S16Le,
     /// Signed 24-bit little-endian packed in 3 bytes.
@@ -23,7 +25,7 @@ impl SampleFormat {
     /// Bytes one sample occupies on the wire (UAC `bSubslotSize`).
     pub const fn bytes(self) -> usize {
         match self {
-            SampleFormat::U8 => 1,
+            SampleFormat::U8 | SampleFormat::S8 => 1,
             SampleFormat::S16Le => 2,
             SampleFormat::S24_3Le => 3,
             SampleFormat::S24_4Le | SampleFormat::S32Le | SampleFormat::F32Le => 4,
@@ -33,7 +35,7 @@ impl SampleFormat {
     /// Significant bits per sample (UAC `bBitResolution`).
     pub const fn bits(self) -> u16 {
         match self {
-            SampleFormat::U8 => 8,
+            SampleFormat::U8 | SampleFormat::S8 => 8,
             SampleFormat::S16Le => 16,
             SampleFormat::S24_3Le | SampleFormat::S24_4Le => 24,
             SampleFormat::S32Le | SampleFormat::F32Le => 32,
@@ -44,6 +46,7 @@ impl SampleFormat {
     pub const fn name(self) -> &'static str {
         match self {
             SampleFormat::U8 => "U8",
+            SampleFormat::S8 => "S8",
             SampleFormat::S16Le => "S16_LE",
             SampleFormat::S24_3Le => "S24_3LE",
             SampleFormat::S24_4Le => "S24_LE",
@@ -52,10 +55,12 @@ impl SampleFormat {
         }
     }
 
-    /// Parses the names [`SampleFormat::name`] prints, and the short forms `s16`, `s24`, `s32`, `f32`, `u8`.
+    /// Parses the names [`SampleFormat::name`] prints, and the short forms `s16`, `s24`, `s32`,
+    /// `f32`.
     pub fn parse(s: &str) -> Option<SampleFormat> {
         Some(match s.to_ascii_uppercase().as_str() {
             "U8" => SampleFormat::U8,
+            "S8" => SampleFormat::S8,
             "S16" | "S16_LE" => SampleFormat::S16Le,
             "S24" | "S24_3" | "S24_3LE" => SampleFormat::S24_3Le,
             "S24_4" | "S24_LE" => SampleFormat::S24_4Le,
@@ -110,6 +115,11 @@ pub fn decode_into(format: SampleFormat, bytes: &[u8], out: &mut [f32]) -> usize
         SampleFormat::U8 => {
             for (o, &b) in out.iter_mut().zip(bytes) {
                 *o = (b as f32 - 128.0) * (1.0 / 128.0);
+            }
+        }
+        SampleFormat::S8 => {
+            for (o, &b) in out.iter_mut().zip(bytes) {
+                *o = f32::from(b as i8) * (1.0 / 128.0);
             }
         }
         SampleFormat::S16Le => {
@@ -171,6 +181,10 @@ mod tests {
         assert_eq!(decode_into(SampleFormat::U8, &u8s, &mut out), 3);
         assert_eq!(&out[..3], &[-1.0, 0.0, 0.5]);
 
+        let s8s = [0x80u8, 0, 0x40, 0x7f];
+        assert_eq!(decode_into(SampleFormat::S8, &s8s, &mut out), 4);
+        assert_eq!(out, [-1.0, 0.0, 0.5, 127.0 / 128.0]);
+
         let f = 0.25f32.to_le_bytes();
         assert_eq!(decode_into(SampleFormat::F32Le, &f, &mut out), 1);
         assert_eq!(out[0], 0.25);
@@ -190,6 +204,7 @@ mod tests {
     fn format_names_round_trip() {
         for f in [
             SampleFormat::U8,
+            SampleFormat::S8,
             SampleFormat::S16Le,
             SampleFormat::S24_3Le,
             SampleFormat::S24_4Le,

@@ -113,6 +113,7 @@ impl WavRecorder {
         } else {
             frames.chunks_exact(sample.bytes()).try_for_each(|c| match sample {
                 SampleFormat::U8 => writer.write_sample(c[0] as i8 ^ i8::MIN),
+                SampleFormat::S8 => writer.write_sample(c[0] as i8),
                 SampleFormat::S16Le => writer.write_sample(i16::from_le_bytes([c[0], c[1]])),
                 SampleFormat::S24_3Le => writer.write_sample(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8),
                 SampleFormat::S24_4Le => writer.write_sample(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8),
@@ -171,6 +172,21 @@ mod tests {
             let want = &stream[..frames * format.frame_bytes()];
             assert_eq!(&file[file.len() - want.len()..], want, "{sample}");
         }
+    }
+
+    /// WAV's 8-bit samples are unsigned: an S8 device's samples are stored offset by 128 and
+    /// read back as the signed values they were.
+    #[test]
+    fn s8_recordings_read_back_as_the_signed_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let format = PcmFormat { sample: SampleFormat::S8, channels: 2, rate: 8000 };
+        let path = dir.path().join("s8.wav");
+        let mut rec = WavRecorder::create(&path, format).unwrap();
+        rec.write_bytes(&[0x80, 0x00, 0x7f, 0xff]).unwrap();
+        assert_eq!(rec.finish().unwrap(), 2);
+        let mut r = hound::WavReader::open(&path).unwrap();
+        let got: Vec<i8> = r.samples::<i8>().map(Result::unwrap).collect();
+        assert_eq!(got, [-128, 0, 127, -1]);
     }
 
     #[test]

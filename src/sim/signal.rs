@@ -308,6 +308,7 @@ fn encode(format: SampleFormat, v: f64, out: &mut [u8]) {
     };
     match format {
         SampleFormat::U8 => out[0] = (int(8) + 128) as u8,
+        SampleFormat::S8 => out[0] = int(8) as i8 as u8,
         SampleFormat::S16Le => out.copy_from_slice(&(int(16) as i16).to_le_bytes()),
         SampleFormat::S24_3Le => out.copy_from_slice(&(int(24) as i32).to_le_bytes()[..3]),
         SampleFormat::S24_4Le => out.copy_from_slice(&(int(24) as i32).to_le_bytes()),

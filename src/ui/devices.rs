@@ -115,7 +115,7 @@ pub fn usb_entries(root: &Path) -> Vec<DeviceEntry> {
             devices
                 .iter()
                 .filter_map(|d| {
-                    let streams = crate::usb::descriptors::parse(&d.descriptors).ok()?.audio_streams();
+                    let streams = d.audio_streams().ok()?;
                     (!streams.is_empty()).then(|| DeviceEntry {
                         selector: if twins(d.vendor_id, d.product_id) == 1 {
                             format!("{:04x}:{:04x}", d.vendor_id, d.product_id)

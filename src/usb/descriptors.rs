@@ -26,9 +26,12 @@ pub enum UacVersion {
 pub enum DescriptorError {
     #[error("empty descriptor data")]
     Empty,
-    #[error("descriptor at byte {offset} has bLength {length}, which is less than 2")]
+    #[error(
+        "descriptor at byte {offset} has bLength {length}: a descriptor is at least 2 bytes \
+         (bLength, bDescriptorType)"
+    )]
     ZeroLength { offset: usize, length: u8 },
-    #[error("descriptor at byte {offset} claims {length} bytes but only {available} remain")]
+    #[error("descriptor at byte {offset} claims {length} bytes (bLength) but only {available} remain")]
     Truncated { offset: usize, length: usize, available: usize },
     #[error("{name} descriptor at byte {offset} is {got} bytes long; it needs at least {need}")]
     TooShort { offset: usize, name: &'static str, got: usize, need: usize },
@@ -299,6 +302,9 @@ pub struct DeviceDescriptors {
 /// An audio streaming alt setting with an iso IN data endpoint: something to capture.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AudioStream {
+    /// The bConfigurationValue of the configuration the stream belongs to: a device streams
+    /// only from its active configuration.
+    pub configuration: u8,
     pub interface: u8,
     pub alt: u8,
     pub uac: UacVersion,
@@ -306,6 +312,9 @@ pub struct AudioStream {
     pub sample: Option<SampleFormat>,
     pub channels: u16,
     pub rates: Rates,
+    /// Where `rates` came from when not from the descriptors: "from clock source 3 (GET
+    /// RANGE)", "from snd-usb-audio, /proc/asound/card1/stream0".
+    pub rates_from: Option<String>,
     pub terminal_link: u8,
     /// UAC2: the clock source feeding the linked terminal, found by following clock
     /// multipliers and selectors (a selector at its first input; see [`ClockEntity`]).
@@ -319,11 +328,12 @@ pub struct AudioStream {
     pub ac_interface: Option<u8>,
 }
 
-impl std::fmt::Display for AudioStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "interface {} alt {}: EP {:#04x} IN iso {}, {} {} ch, {}, {} B/packet every {} frame{}",
+impl AudioStream {
+    /// One line about the stream; the endpoint's interval in time when the bus `speed` is
+    /// known ("every 1 ms (8 microframes)"), else in (micro)frames.
+    pub fn summary(&self, speed: Option<Speed>) -> String {
+        format!(
+            "interface {} alt {}: EP {:#04x} IN iso {}, {} {} ch, {}{}, {} B/packet every {}",
             self.interface,
             self.alt,
             self.endpoint.address,
@@ -331,10 +341,16 @@ impl std::fmt::Display for AudioStream {
             self.sample.map_or("unsupported format", SampleFormat::name),
             self.channels,
             self.rates,
+            self.rates_from.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
             self.endpoint.max_packet_size & 0x7ff,
-            self.endpoint.interval_frames(),
-            if self.endpoint.interval_frames() == 1 { "" } else { "s" }
+            super::interval_text(speed, self.endpoint.interval_frames())
         )
+    }
+}
+
+impl std::fmt::Display for AudioStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary(None))
     }
 }
 
@@ -385,6 +401,21 @@ fn split(bytes: &[u8], base: usize) -> Result<Vec<(usize, &[u8])>, DescriptorErr
     Ok(out)
 }
 
+/// The one descriptor starting at `bytes[at]`, its bLength checked against what remains.
+/// `bytes` must hold at least two bytes from `at`.
+fn framed(bytes: &[u8], at: usize) -> Result<&[u8], DescriptorError> {
+    let rest = bytes.get(at..).unwrap_or_default();
+    let len = rest.first().copied().unwrap_or(0);
+    if len < 2 {
+        return Err(DescriptorError::ZeroLength { offset: at, length: len });
+    }
+    rest.get(..usize::from(len)).ok_or(DescriptorError::Truncated {
+        offset: at,
+        length: usize::from(len),
+        available: rest.len(),
+    })
+}
+
 /// Parses a device's descriptor set: an 18-byte device descriptor followed by its
 /// configuration(s) (sysfs `descriptors`), or configuration descriptors alone.
 pub fn parse(bytes: &[u8]) -> Result<DeviceDescriptors, DescriptorError> {
@@ -394,29 +425,26 @@ pub fn parse(bytes: &[u8]) -> Result<DeviceDescriptors, DescriptorError> {
     let mut warnings = Vec::new();
     let mut at = 0;
     let mut device = None;
-    match bytes[1] {
-        1 => {
-            let all = split(&bytes[..usize::from(bytes[0]).min(bytes.len())], 0)?;
-            let (_, d) = all[0];
-            need(d, 0, "device", 18)?;
-            device = Some(DeviceDescriptor {
-                usb_version: u16le(d, 2),
-                class: d[4],
-                subclass: d[5],
-                protocol: d[6],
-                max_packet_size0: d[7],
-                vendor_id: u16le(d, 8),
-                product_id: u16le(d, 10),
-                device_version: u16le(d, 12),
-                manufacturer_index: d[14],
-                product_index: d[15],
-                serial_index: d[16],
-                num_configurations: d[17],
-            });
-            at = d.len();
-        }
-        2 => {}
-        t => return Err(DescriptorError::UnexpectedStart(t)),
+    if bytes[1] == 1 {
+        let d = framed(bytes, 0)?;
+        need(d, 0, "device", 18)?;
+        device = Some(DeviceDescriptor {
+            usb_version: u16le(d, 2),
+            class: d[4],
+            subclass: d[5],
+            protocol: d[6],
+            max_packet_size0: d[7],
+            vendor_id: u16le(d, 8),
+            product_id: u16le(d, 10),
+            device_version: u16le(d, 12),
+            manufacturer_index: d[14],
+            product_index: d[15],
+            serial_index: d[16],
+            num_configurations: d[17],
+        });
+        at = d.len();
+    } else if bytes[1] != 2 {
+        return Err(DescriptorError::UnexpectedStart(bytes[1]));
     }
     let mut configs = Vec::new();
     while at < bytes.len() {
@@ -425,12 +453,12 @@ pub fn parse(bytes: &[u8]) -> Result<DeviceDescriptors, DescriptorError> {
                 break; // padding
             }
             need(&bytes[at..], at, "configuration", 9)?;
+            let d = framed(bytes, at)?;
             warnings.push(format!(
                 "byte {at}: descriptor of type {:#04x} outside any configuration skipped",
-                bytes[at + 1]
+                d[1]
             ));
-            let len = usize::from(bytes[at].max(2));
-            at += len;
+            at += d.len();
             continue;
         }
         let total = usize::from(u16le(bytes, at + 2));
@@ -746,11 +774,33 @@ fn parse_audio_interface(
     })
 }
 
-/// The sample format a Type I format's subslot size and bit resolution describe.
-fn sample_format(subslot: u8, bits: u8, float: bool, pcm8: bool) -> Option<SampleFormat> {
-    Some(match (subslot, bits, float) {
+/// Which Type I encodings an AS interface names: UAC1 wFormatTag (1 PCM, 2 PCM8, 3
+/// IEEE_FLOAT) or UAC2 bmFormats (bit 0 PCM, bit 1 PCM8, bit 2 IEEE_FLOAT).
+#[derive(Clone, Copy)]
+struct Encodings {
+    pcm: bool,
+    pcm8: bool,
+    float: bool,
+}
+
+impl Encodings {
+    fn new(tag: Option<u16>, formats: Option<u32>) -> Encodings {
+        let bit = |b: u32| formats.is_some_and(|f| f & (1 << b) != 0);
+        Encodings {
+            pcm: tag == Some(1) || bit(0),
+            pcm8: tag == Some(2) || bit(1),
+            float: tag == Some(3) || (bit(2) && !bit(0)),
+        }
+    }
+}
+
+/// The sample format a Type I format's subslot size and bit resolution describe. One-byte
+/// subslots follow Linux's snd-usb-audio (sound/usb/format.c): PCM is S8, PCM8 is U8.
+fn sample_format(subslot: u8, bits: u8, enc: Encodings) -> Option<SampleFormat> {
+    Some(match (subslot, bits, enc.float) {
         (4, 32, true) => SampleFormat::F32Le,
-        (1, _, _) if pcm8 => SampleFormat::U8,
+        (1, _, false) if enc.pcm => SampleFormat::S8,
+        (1, _, false) if enc.pcm8 => SampleFormat::U8,
         (2, 9..=16, false) => SampleFormat::S16Le,
         (3, 17..=24, false) => SampleFormat::S24_3Le,
         (4, 17..=24, false) => SampleFormat::S24_4Le,
@@ -781,12 +831,9 @@ fn stream_format(intf: &InterfaceAlt) -> StreamFormat {
             _ => {}
         }
     }
-    // UAC1 wFormatTag: 1 PCM, 2 PCM8, 3 IEEE_FLOAT. UAC2 bmFormats: bit 0 PCM, 1 PCM8, 2 IEEE_FLOAT.
-    let float = tag == Some(3) || formats.is_some_and(|f| f & 0b100 != 0 && f & 1 == 0);
-    let pcm8 = tag == Some(2) || formats.is_some_and(|f| f & 0b10 != 0);
     StreamFormat {
         terminal_link: link,
-        sample: sample_format(subslot, bits, float, pcm8),
+        sample: sample_format(subslot, bits, Encodings::new(tag, formats)),
         channels: u16::from(fmt_channels.or(as_channels).unwrap_or(0)),
         rates,
     }
@@ -896,6 +943,7 @@ fn audio_stream(cfg: &ConfigDescriptor, intf: &InterfaceAlt, uac: UacVersion, ep
     let clocks = ac.map(clock_entities).unwrap_or_default();
     let terminal_clock = ac.and_then(|ac| terminal_clock(ac, format.terminal_link));
     AudioStream {
+        configuration: cfg.value,
         interface: intf.number,
         alt: intf.alt,
         uac,
@@ -903,6 +951,7 @@ fn audio_stream(cfg: &ConfigDescriptor, intf: &InterfaceAlt, uac: UacVersion, ep
         sample: format.sample,
         channels: format.channels,
         rates: format.rates,
+        rates_from: None,
         terminal_link: format.terminal_link,
         clock_source: terminal_clock.and_then(|c| static_clock_source(&clocks, c)),
         terminal_clock,
@@ -912,7 +961,8 @@ fn audio_stream(cfg: &ConfigDescriptor, intf: &InterfaceAlt, uac: UacVersion, ep
 }
 
 impl DeviceDescriptors {
-    /// Every UAC1/UAC2 audio streaming alt setting with an iso IN data endpoint.
+    /// Every UAC1/UAC2 audio streaming alt setting with an iso IN data endpoint, in every
+    /// configuration (each stream names its own; see [`DeviceDescriptors::streams_of`]).
     pub fn audio_streams(&self) -> Vec<AudioStream> {
         let mut out = Vec::new();
         for cfg in &self.configs {
@@ -925,8 +975,41 @@ impl DeviceDescriptors {
         out
     }
 
-    /// A listing close to `lsusb -v`, then one line per audio stream.
+    /// The streams of configuration `active` (the device's bConfigurationValue), the only
+    /// ones it can stream from; with `None` (not known, e.g. a descriptor file), all of them.
+    pub fn streams_of(&self, active: Option<u8>) -> Vec<AudioStream> {
+        let mut streams = self.audio_streams();
+        if let Some(active) = active {
+            streams.retain(|s| s.configuration == active);
+        }
+        streams
+    }
+
+    /// The bus speed the descriptors alone prove: full speed for a USB 1.x device (bcdUSB
+    /// below 2.00); otherwise not known.
+    pub fn known_speed(&self) -> Option<Speed> {
+        self.device.as_ref().filter(|d| d.usb_version < 0x0200).map(|_| Speed::Full)
+    }
+
+    /// "configuration 2 (active)" where a stream's configuration needs saying: on a device
+    /// with several configurations. `None` for a device with one.
+    pub fn configuration_label(&self, configuration: u8, active: Option<u8>) -> Option<String> {
+        (self.configs.len() > 1).then(|| match active {
+            Some(a) if a == configuration => format!("configuration {configuration} (active)"),
+            Some(_) => format!("configuration {configuration} (not active)"),
+            None => format!("configuration {configuration}"),
+        })
+    }
+
+    /// [`DeviceDescriptors::render_with`] with what the descriptors alone say.
     pub fn render(&self) -> String {
+        self.render_with(&self.audio_streams(), self.known_speed(), None)
+    }
+
+    /// A listing close to `lsusb -v`, then one line per stream of `streams` (this device's,
+    /// perhaps with rates asked of the device), grouped by configuration when there are
+    /// several (`active`: the device's bConfigurationValue).
+    pub fn render_with(&self, streams: &[AudioStream], speed: Option<Speed>, active: Option<u8>) -> String {
         let mut s = String::new();
         if let Some(d) = &self.device {
             let _ = writeln!(s, "Device Descriptor:");
@@ -963,12 +1046,17 @@ impl DeviceDescriptors {
                 render_interface(&mut s, i);
             }
         }
-        let streams = self.audio_streams();
-        if !streams.is_empty() {
-            let _ = writeln!(s, "Audio streams (iso IN):");
-            for st in streams {
-                let _ = writeln!(s, "  {st}");
+        let mut heading = None;
+        for st in streams {
+            let label = self.configuration_label(st.configuration, active);
+            if heading != Some(label.clone()) {
+                let _ = match &label {
+                    Some(l) => writeln!(s, "Audio streams (iso IN) of {l}:"),
+                    None => writeln!(s, "Audio streams (iso IN):"),
+                };
+                heading = Some(label);
             }
+            let _ = writeln!(s, "  {}", st.summary(speed));
         }
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");

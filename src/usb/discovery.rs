@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use super::descriptors::{self, AudioStream, DescriptorError};
 use super::Speed;
 
 /// Where sysfs lists USB devices.
@@ -33,9 +34,12 @@ pub struct UsbDeviceInfo {
     pub product: Option<String>,
     pub serial: Option<String>,
     pub speed: Option<Speed>,
-    /// The raw `descriptors` file: device descriptor then the active configuration(s).
+    /// The raw `descriptors` file: the device descriptor, then every configuration.
     #[serde(skip)]
     pub descriptors: Vec<u8>,
+    /// The active configuration (sysfs `bConfigurationValue`): `Some(0)` when the device is
+    /// not configured, `None` when sysfs does not say.
+    pub active_config: Option<u8>,
     pub interfaces: Vec<InterfaceInfo>,
 }
 
@@ -55,6 +59,14 @@ impl UsbDeviceInfo {
             self.product_id,
             self.product.as_deref().unwrap_or("(no product string)")
         )
+    }
+}
+
+impl UsbDeviceInfo {
+    /// The audio streams of the active configuration (all of them if sysfs does not say
+    /// which is active).
+    pub fn audio_streams(&self) -> Result<Vec<AudioStream>, DescriptorError> {
+        Ok(descriptors::parse(&self.descriptors)?.streams_of(self.active_config))
     }
 }
 
@@ -127,6 +139,10 @@ pub fn list_devices(root: &Path) -> Result<Vec<UsbDeviceInfo>, DiscoveryError> {
             serial: read_trim(&dir.join("serial")),
             speed: read_trim(&dir.join("speed")).and_then(|s| Speed::from_sysfs_mbps(&s)),
             descriptors: std::fs::read(dir.join("descriptors")).unwrap_or_default(),
+            // An unconfigured device's bConfigurationValue is empty.
+            active_config: read_trim(&dir.join("bConfigurationValue"))
+                .map(|v| if v.is_empty() { Some(0) } else { v.parse().ok() })
+                .unwrap_or(None),
             interfaces,
         });
     }
@@ -272,6 +288,57 @@ mod tests {
         assert_eq!(DeviceSelector::BusDev(1, 4).find(&devs).unwrap().sysfs_name, "1-1");
         assert_eq!(DeviceSelector::VidPid(0x0d8c, 0x14).find(&devs).unwrap().devnum, 4);
         assert!(list_devices(&root.join("missing")).unwrap_err().to_string().contains("sysfs"));
+    }
+
+    /// A virtual device's descriptors with a second configuration (bConfigurationValue 2)
+    /// of the other UAC version appended.
+    fn two_configurations() -> Vec<u8> {
+        use crate::sim::{UacVersion, VirtualDevice, VirtualDeviceConfig};
+        let dev = |uac| VirtualDevice::new(VirtualDeviceConfig { uac, ..Default::default() }).unwrap();
+        let mut t = dev(UacVersion::V1).descriptor_bytes();
+        t[17] = 2;
+        let mut c2 = dev(UacVersion::V2).descriptor_bytes()[18..].to_vec();
+        c2[5] = 2;
+        t.extend(c2);
+        t
+    }
+
+    #[test]
+    fn the_active_configuration_decides_the_streams_and_an_inactive_one_is_explained() {
+        let t = tempfile::tempdir().unwrap();
+        let descriptors = two_configurations();
+        let files = |active: &'static str| {
+            let mut f =
+                vec![("busnum", "1\n"), ("devnum", "4\n"), ("idVendor", "1209\n"), ("idProduct", "0001\n")];
+            if active != "-" {
+                f.push(("bConfigurationValue", active));
+            }
+            f
+        };
+        let mut seen = Vec::new();
+        for (name, active, want) in [("1-1", "2\n", Some(2)), ("1-2", "\n", Some(0)), ("1-3", "-", None)] {
+            write(t.path(), name, &files(active));
+            std::fs::write(t.path().join(name).join("descriptors"), &descriptors).unwrap();
+            let d = list_devices(t.path()).unwrap().into_iter().find(|d| d.sysfs_name == name).unwrap();
+            assert_eq!(d.active_config, want, "{name}");
+            seen.push(d);
+        }
+        let streams = seen[0].audio_streams().unwrap();
+        assert_eq!(streams.len(), 2);
+        assert!(streams
+            .iter()
+            .all(|s| s.configuration == 2 && s.uac == crate::usb::descriptors::UacVersion::V2));
+        assert!(seen[1].audio_streams().unwrap().is_empty(), "not configured");
+        assert_eq!(seen[2].audio_streams().unwrap().len(), 4, "not known: all");
+        // A capture of a device whose active configuration has no stream says how to switch.
+        let mut other = seen[0].clone();
+        other.active_config = Some(3);
+        let e = crate::usb::open::open_capture(&other, &Default::default()).unwrap_err().to_string();
+        assert!(
+            e.contains("configuration [1, 2], but configuration 3 is active")
+                && e.contains("echo 1 > /sys/bus/usb/devices/1-1/bConfigurationValue"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Talking to USB devices: descriptors, discovery in sysfs, the usbfs device node and its
 //! ioctls, iso URBs, and USB Audio Class stream setup.
 
+pub mod asound;
 pub mod controller;
 pub mod descriptors;
 pub mod discovery;
@@ -54,6 +55,23 @@ impl Speed {
     }
 }
 
+/// An iso interval of `frames` (micro)frames in words: "1 ms (8 microframes)" at high
+/// speed, "125 us (1 microframe)", "1 ms (1 frame)" at full speed; without a known speed,
+/// "8 (micro)frames" (a frame is 1 ms at full speed, a microframe 125 us at high speed).
+pub fn interval_text(speed: Option<Speed>, frames: u32) -> String {
+    let plural = if frames == 1 { "" } else { "s" };
+    let Some(speed) = speed else {
+        return format!("{frames} (micro)frame{plural}");
+    };
+    let unit = match speed {
+        Speed::Low | Speed::Full => "frame",
+        Speed::High | Speed::Super | Speed::SuperPlus => "microframe",
+    };
+    let us = u64::from(frames) * u64::from(speed.frame_us());
+    let time = if us < 1000 || us % 1000 != 0 { format!("{us} us") } else { format!("{} ms", us / 1000) };
+    format!("{time} ({frames} {unit}{plural})")
+}
+
 impl std::fmt::Display for Speed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -88,4 +106,20 @@ pub trait ControlTransfer {
         index: u16,
         data: &[u8],
     ) -> Result<(), nix::errno::Errno>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_are_said_in_time_and_in_the_speeds_own_unit() {
+        assert_eq!(interval_text(Some(Speed::High), 8), "1 ms (8 microframes)");
+        assert_eq!(interval_text(Some(Speed::High), 1), "125 us (1 microframe)");
+        assert_eq!(interval_text(Some(Speed::High), 4), "500 us (4 microframes)");
+        assert_eq!(interval_text(Some(Speed::Super), 16), "2 ms (16 microframes)");
+        assert_eq!(interval_text(Some(Speed::Full), 1), "1 ms (1 frame)");
+        assert_eq!(interval_text(Some(Speed::Full), 8), "8 ms (8 frames)");
+        assert_eq!(interval_text(None, 8), "8 (micro)frames");
+    }
 }

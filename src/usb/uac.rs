@@ -96,6 +96,19 @@ pub fn uac2_rates(
         .collect())
 }
 
+/// The rates the clock feeding UAC2 `stream` offers right now (GET RANGE on the clock source,
+/// found as [`find_clock_source`] does), with that clock's id; `None` when the stream names
+/// no control interface or clock. The control interface must be claimed (or claimable).
+pub fn clock_rates(
+    dev: &mut impl ControlTransfer,
+    stream: &AudioStream,
+) -> Result<Option<(u8, Vec<u32>)>, UacError> {
+    let Some(ac) = stream.ac_interface else { return Ok(None) };
+    let Some(clock) = find_clock_source(dev, stream)? else { return Ok(None) };
+    let ranges = uac2_rates(dev, ac, clock)?;
+    Ok(Some((clock, rates_from_ranges(&ranges))))
+}
+
 /// The rates a set of UAC2 ranges offers: each fixed rate, and the standard rates inside
 /// each continuous range (on its resolution grid).
 pub fn rates_from_ranges(ranges: &[RateRange]) -> Vec<u32> {
@@ -324,6 +337,15 @@ mod tests {
         assert_eq!(set_sample_rate(&mut f, &s, 96_000).unwrap(), 96_000);
         assert!(f.log.contains(&(0x21, 0x01, 0x0100, 0x1000)), "{:?}", f.log);
         assert_eq!(set_sample_rate(&mut f, &s, 44_100).unwrap_err().to_string(), "SET_CUR clock frequency failed: EPIPE: Broken pipe (the device stalled: it does not support this request)");
+    }
+
+    #[test]
+    fn clock_rates_name_the_clock_asked() {
+        let (mut f, streams) = fake(UacVersion::V2);
+        assert_eq!(clock_rates(&mut f, &streams[0]), Ok(Some((0x10, vec![48_000, 96_000]))));
+        let mut no_ac = streams[0].clone();
+        no_ac.ac_interface = None;
+        assert_eq!(clock_rates(&mut f, &no_ac), Ok(None));
     }
 
     #[test]

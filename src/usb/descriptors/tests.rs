@@ -299,14 +299,15 @@ fn the_uac1_gadget_microphone_offers_two_discrete_rates_mono() {
     assert_eq!(s.endpoint.bytes_per_interval(Speed::Full), 200);
     assert_eq!(s.endpoint.interval_frames(), 8, "bInterval 4 = 2^3 (micro)frames");
     assert_eq!(s.endpoint.audio.map(|a| a.attributes), Some(0x01));
-    let text = d.render();
+    // A high-speed gadget: bInterval 4 is 8 microframes, 1 ms.
+    let text = d.render_with(&d.audio_streams(), Some(Speed::High), None);
     for needle in [
         "idVendor         0x1d6b",
         "HEADER (V1) bcdADC 1.00 wTotalLength 30 baInterfaceNr [1]",
         "INPUT_TERMINAL bTerminalID 1 wTerminalType 0x0201 bNrChannels 1",
         "AS_GENERAL bTerminalLink 2 bDelay 1 wFormatTag 0x0001",
         "bInterval                4",
-        "interface 1 alt 1: EP 0x81 IN iso async, S16_LE 1 ch, 44100/48000 Hz, 200 B/packet every 8 frames",
+        "interface 1 alt 1: EP 0x81 IN iso async, S16_LE 1 ch, 44100/48000 Hz, 200 B/packet every 1 ms (8 microframes)",
     ] {
         assert!(text.contains(needle), "'{needle}' not in\n{text}");
     }
@@ -358,7 +359,7 @@ fn the_uac2_gadget_streams_s32_stereo_from_clock_3() {
         "CLOCK_SOURCE bClockID 3 bmAttributes 0x01 bmControls 0x03 bAssocTerminal 0",
         "OUTPUT_TERMINAL bTerminalID 2 wTerminalType 0x0101 bSourceID 1 bCSourceID 3",
         "wMaxPacketSize     0x0038  1x 56 bytes",
-        "interface 1 alt 1: EP 0x81 IN iso async, S32_LE 2 ch, rates from the clock source, 56 B/packet every 1 frame",
+        "interface 1 alt 1: EP 0x81 IN iso async, S32_LE 2 ch, rates from the clock source, 56 B/packet every 1 (micro)frame",
     ] {
         assert!(text.contains(needle), "'{needle}' not in\n{text}");
     }
@@ -488,4 +489,223 @@ fn every_prefix_of_the_captured_tables_parses_or_fails_cleanly() {
             let _ = parse(&table[..cut]).map(|d| (d.audio_streams(), d.render()));
         }
     }
+}
+
+/// Hostile framing: every case is a typed error naming where, never a panic.
+#[test]
+fn hostile_lengths_are_typed_errors() {
+    // A device descriptor whose bLength is 0 (the hardening issue's file).
+    let e = parse(&[0x00, 0x01, 0x00, 0x08, 0x00, 0x2c, 0x02]).unwrap_err();
+    assert_eq!(e, DescriptorError::ZeroLength { offset: 0, length: 0 });
+    assert!(e.to_string().contains("byte 0") && e.to_string().contains("bLength"), "{e}");
+    assert_eq!(parse(&[1, 1, 0]), Err(DescriptorError::ZeroLength { offset: 0, length: 1 }));
+    // A device descriptor claiming more bytes than there are.
+    assert_eq!(
+        parse(&[18, 1, 0, 2]),
+        Err(DescriptorError::Truncated { offset: 0, length: 18, available: 4 })
+    );
+    // A device descriptor shorter than its 18 fixed bytes.
+    assert_eq!(
+        parse(&[4, 1, 0, 2]),
+        Err(DescriptorError::TooShort { offset: 0, name: "device", got: 4, need: 18 })
+    );
+    // After the device descriptor: a stray descriptor with bLength 0 or 1, or past the end.
+    let mut t = UAC1_FS[..18].to_vec();
+    t.extend([0, 5, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(parse(&t), Err(DescriptorError::ZeroLength { offset: 18, length: 0 }));
+    t[18] = 1;
+    assert_eq!(parse(&t), Err(DescriptorError::ZeroLength { offset: 18, length: 1 }));
+    t[18] = 40;
+    assert_eq!(parse(&t), Err(DescriptorError::Truncated { offset: 18, length: 40, available: 10 }));
+    // wTotalLength below 9.
+    let mut t = UAC1_FS.to_vec();
+    t[20] = 5;
+    t[21] = 0;
+    assert_eq!(parse(&t), Err(DescriptorError::BadTotalLength { offset: 18, total: 5 }));
+}
+
+/// Class descriptors whose counts (bNrInPins, bInCollection, bSamFreqType) run past their
+/// bLength, and endpoints or interfaces shorter than their fixed fields.
+#[test]
+fn counts_past_the_descriptor_are_typed_errors() {
+    let config = |body: &[u8]| {
+        let mut t = vec![9, 2, 0, 0, 1, 1, 0, 0x80, 50];
+        t.extend_from_slice(body);
+        let total = t.len() as u16;
+        t[2..4].copy_from_slice(&total.to_le_bytes());
+        t
+    };
+    let ac1 = [9, 4, 0, 0, 0, 1, 1, 0, 0];
+    let ac2 = [9, 4, 0, 0, 0, 1, 1, 0x20, 0];
+    let as1 = [9, 4, 1, 1, 1, 1, 2, 0, 0];
+    let cases: [(Vec<u8>, &str); 7] = [
+        // UAC1 AC header: bInCollection 5, but only one interface number follows.
+        ([&ac1[..], &[9, 0x24, 1, 0, 1, 30, 0, 5, 1]].concat(), "AC header"),
+        // UAC2 clock selector: bNrInPins 4, one pin present.
+        ([&ac2[..], &[6, 0x24, 0x0b, 40, 4, 41]].concat(), "clock selector"),
+        // UAC1 format type I: bSamFreqType 3, one rate present.
+        (
+            [&as1[..], &[11, 0x24, 2, 1, 2, 2, 16, 3, 0x80, 0xbb, 0]].concat(),
+            "format type I (discrete rates)",
+        ),
+        // UAC1 format type I: continuous (bSamFreqType 0) without its two rates.
+        ([&as1[..], &[8, 0x24, 2, 1, 2, 2, 16, 0]].concat(), "format type I (continuous rates)"),
+        // An endpoint descriptor of 4 bytes.
+        ([&as1[..], &[4, 5, 0x81, 5]].concat(), "endpoint"),
+        // An interface descriptor of 3 bytes.
+        (vec![3, 4, 0], "interface"),
+        // A UAC1 AS general of 5 bytes.
+        ([&as1[..], &[5, 0x24, 1, 1, 0]].concat(), "AS general"),
+    ];
+    for (body, name) in cases {
+        match parse(&config(&body)) {
+            Err(DescriptorError::TooShort { name: n, .. }) => assert_eq!(n, name, "{body:?}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64) for the mutation test.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A quick stand-in for the fuzz target: 20 000 mutations (byte flips, the lengths set to
+/// 0, 1 or 255, bytes cut out or repeated) of every captured table, each parsed, its
+/// streams listed and rendered. Reaching the end is the assertion: nothing panicked.
+#[test]
+fn mutations_of_the_captured_tables_never_panic() {
+    let tables = [
+        UAC1_FS,
+        UAC2_HS,
+        GADGET_UAC1_MIC,
+        GADGET_UAC2_HS,
+        GADGET_UAC2_SS,
+        MINORU_HIGH_BANDWIDTH,
+        UAC2_CLOCK_SELECTOR,
+    ];
+    let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
+    let mut parsed = 0;
+    for i in 0..20_000 {
+        let mut t = tables[i % tables.len()].to_vec();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(t.len());
+            match rng.below(6) {
+                0 => t[at] = rng.next() as u8,
+                1 => t[at] = [0, 1, 2, 255][rng.below(4)],
+                2 => t[at] ^= 1 << rng.below(8),
+                3 => {
+                    let n = rng.below(8).min(t.len() - at);
+                    t.drain(at..at + n);
+                }
+                4 => {
+                    let end = (at + rng.below(12)).min(t.len());
+                    let piece = t[at..end].to_vec();
+                    t.splice(at..at, piece);
+                }
+                _ => t.truncate(at),
+            }
+            if t.is_empty() {
+                break;
+            }
+        }
+        if let Ok(d) = parse(&t) {
+            parsed += 1;
+            let _ = (d.audio_streams(), d.render());
+        }
+    }
+    assert!(parsed > 1000, "the mutations should leave many tables parseable, got {parsed}");
+}
+
+/// 8-bit PCM as Linux's snd-usb-audio reads it (sound/usb/format.c,
+/// `parse_audio_format_i_type`): PCM with a 1-byte subslot is S8, PCM8 is U8.
+#[test]
+fn eight_bit_pcm_is_s8_and_pcm8_is_u8() {
+    // UAC1 alt 1 of UAC1_FS: wFormatTag at bytes 89-90, bSubslotSize at 96, bBitResolution at 97.
+    let uac1 = |tag: u8| {
+        let mut t = UAC1_FS.to_vec();
+        (t[89], t[96], t[97]) = (tag, 1, 8);
+        parse(&t).unwrap().audio_streams()[0].sample
+    };
+    assert_eq!(uac1(1), Some(SampleFormat::S8), "PCM, 1-byte subslot");
+    assert_eq!(uac1(2), Some(SampleFormat::U8), "PCM8");
+    // UAC2 alt 1 of UAC2_HS: bmFormats at bytes 114-117, bSubslotSize at 128, bBitResolution at 129.
+    let uac2 = |formats: u8| {
+        let mut t = UAC2_HS.to_vec();
+        (t[114], t[128], t[129]) = (formats, 1, 8);
+        parse(&t).unwrap().audio_streams()[0].sample
+    };
+    assert_eq!(uac2(0b01), Some(SampleFormat::S8), "PCM bit, 1-byte subslot");
+    assert_eq!(uac2(0b10), Some(SampleFormat::U8), "PCM8 bit");
+}
+
+/// A device with two configurations: configuration 1 the UAC1 function of [`UAC1_FS`],
+/// configuration 2 the UAC2 function of [`UAC2_HS`] (bConfigurationValue 2).
+fn two_configurations(second: &[u8]) -> Vec<u8> {
+    let mut t = UAC1_FS.to_vec();
+    t[17] = 2; // bNumConfigurations
+    let mut c2 = second[18..].to_vec();
+    c2[5] = 2; // bConfigurationValue
+    t.extend(c2);
+    t
+}
+
+#[test]
+fn streams_come_from_the_active_configuration_and_say_which_it_is() {
+    let d = parse(&two_configurations(UAC2_HS)).unwrap();
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert_eq!(d.configs.iter().map(|c| c.value).collect::<Vec<_>>(), [1, 2]);
+    let all = d.streams_of(None);
+    assert_eq!(
+        all.iter().map(|s| (s.configuration, s.uac)).collect::<Vec<_>>(),
+        [(1, UacVersion::V1), (1, UacVersion::V1), (2, UacVersion::V2), (2, UacVersion::V2)]
+    );
+    assert!(d.streams_of(Some(1)).iter().all(|s| s.configuration == 1 && s.uac == UacVersion::V1));
+    assert!(d.streams_of(Some(2)).iter().all(|s| s.configuration == 2 && s.uac == UacVersion::V2));
+    assert_eq!(d.streams_of(Some(2)).len(), 2);
+    assert!(d.streams_of(Some(0)).is_empty(), "an unconfigured device streams nothing");
+    // The UAC2 function's control interface is found in its own configuration.
+    assert_eq!(d.streams_of(Some(2))[0].ac_interface, Some(1));
+    let live = d.render_with(&d.audio_streams(), Some(Speed::Full), Some(2));
+    assert!(
+        live.contains("Audio streams (iso IN) of configuration 1 (not active):\n  interface 1 alt 1")
+            && live.contains("Audio streams (iso IN) of configuration 2 (active):\n  interface 2 alt 1"),
+        "{live}"
+    );
+    let file = d.render();
+    assert!(file.contains("of configuration 1:") && file.contains("of configuration 2:"), "{file}");
+    // Two identical configurations: the streams of each are told apart by configuration.
+    let d = parse(&two_configurations(UAC1_FS)).unwrap();
+    let second = d.streams_of(Some(2));
+    assert_eq!((second.len(), second[0].configuration, second[0].ac_interface), (2, 2, Some(0)));
+    // One configuration: no labels.
+    assert!(parse(UAC1_FS).unwrap().render().contains("Audio streams (iso IN):\n"));
+}
+
+#[test]
+fn intervals_are_printed_as_time_at_the_devices_speed() {
+    let d = parse(UAC2_HS).unwrap();
+    let hs = d.render_with(&d.audio_streams(), Some(Speed::High), None);
+    assert!(hs.contains("72 B/packet every 125 us (1 microframe)"), "{hs}");
+    let mut s = d.audio_streams()[0].clone();
+    s.endpoint.interval = 4;
+    assert!(
+        s.summary(Some(Speed::High)).ends_with("every 1 ms (8 microframes)"),
+        "{}",
+        s.summary(Some(Speed::High))
+    );
+    // UAC1_FS is a USB 1.1 device: full speed without being told.
+    let fs = parse(UAC1_FS).unwrap().render();
+    assert!(fs.contains("192 B/packet every 1 ms (1 frame)"), "{fs}");
 }

@@ -85,6 +85,13 @@ unplug() {
   sleep 0.5
 }
 
+# QEMU's xHCI skips intervals silently when the host is busy (packets lost with no status);
+# there the losses are counted against the device's own sequence and shown, not failed.
+# Everywhere else (vhci, EHCI) a single lost packet fails the scenario.
+losses_ok() { # losses_ok COUNT
+  [ "${1:-0}" = 0 ] || [ "$HC" = xhci ]
+}
+
 json() { # json FILE KEY -> the value of a top-level number/string field
   sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1" | head -1
 }
@@ -170,7 +177,8 @@ s1() {
   card=$(card_of_device)
   if arecord -D "hw:$card,0" -f S16_LE -c 2 -r 48000 -d 2 /tmp/arecord.wav 2>/tmp/arecord.log; then
     out=$(isoscope verify-wav --signal "$SIGNAL" /tmp/arecord.wav 2>&1)
-    if echo "$out" | grep -q '"mismatched":0'; then
+    gaps=$(echo "$out" | sed -n 's/.*"gaps":\([0-9]*\).*/\1/p' | head -1)
+    if echo "$out" | grep -q '"mismatched":0,' && losses_ok "$gaps"; then
       result snd-usb-audio-arecord PASS "driver $drv, card $card: $(echo "$out" | head -1)"
     else
       result snd-usb-audio-arecord FAIL "verify-wav: $out"
@@ -194,11 +202,11 @@ capture_mode() { # capture_mode NAME MODE
   mode=$(json /tmp/c.json mode_used); zc=$(json /tmp/c.json urbs_zerocopy); cp=$(json /tmp/c.json urbs_copy)
   urbs=$(json /tmp/c.json urbs); ok=$(json /tmp/c.json frames_verified); bad=$(json /tmp/c.json frames_mismatched)
   short=$(json /tmp/c.json short_packets); cpu=$(json /tmp/c.json cpu_ns); bytes=$(json /tmp/c.json bytes)
-  drops=$(json /tmp/c.json ring_drops)
+  drops=$(json /tmp/c.json ring_drops); lost=$(json /tmp/c.json packets_lost_in_transit)
   caps=$(isoscope list 2>/dev/null | grep -m1 "usbfs capabilities" | sed 's/.*: //')
-  figures="mode $mode, urbs $urbs (zero-copy $zc, copy $cp), frames verified $ok mismatched $bad, ring drops $drops, short packets $short, cpu_ns $cpu for $bytes bytes, caps [$caps], driver before $before after $after"
+  figures="mode $mode, urbs $urbs (zero-copy $zc, copy $cp), frames verified $ok mismatched $bad, packets lost in transit $lost, ring drops $drops, short packets $short, cpu_ns $cpu for $bytes bytes, caps [$caps], driver before $before after $after"
   want_path=$([ "$2" = zerocopy ] && echo "$zc" || echo "$cp")
-  if [ "$rc" = 0 ] && [ "$mode" = "$2" ] && [ "$want_path" = "$urbs" ] && [ "${urbs:-0}" -gt 0 ] && [ "$bad" = 0 ] \
+  if [ "$rc" = 0 ] && [ "$mode" = "$2" ] && [ "$want_path" = "$urbs" ] && [ "${urbs:-0}" -gt 0 ] && [ "$bad" = 0 ] && losses_ok "$lost" \
      && [ "${ok:-0}" -gt 0 ] && [ "${short:-0}" -gt 0 ] && [ "$before" = snd-usb-audio ] && [ "$after" = snd-usb-audio ] \
      && { [ "$2" = copy ] || echo "$caps" | grep -q MMAP; }; then
     result "$1" PASS "$figures"
@@ -264,18 +272,23 @@ s5_redir() {
   t=0; while kill -0 $cap 2>/dev/null && [ $t -lt 150 ]; do sleep 0.1; t=$((t + 1)); done
   if kill -0 $cap 2>/dev/null; then kill -9 $cap; result unplug FAIL "capture still running 15 s after start (no disconnect?)"; unplug; return; fi
   wait $cap; rc=$?
-  frames=$(json /tmp/u.json frames); bad=$(json /tmp/u.json frames_mismatched)
+  frames=$(json /tmp/u.json frames); bad=$(json /tmp/u.json frames_mismatched); lost=$(json /tmp/u.json packets_lost_in_transit)
   wavcheck=$(isoscope verify-wav --signal "$SIGNAL" /tmp/u.wav 2>/dev/null)
+  wav_ok=no
+  echo "$wavcheck" | grep -q "\"verified\":$frames," && wav_ok=yes
+  # With packets lost in transit (xHCI), the WAV holds every frame that arrived, around gaps.
+  [ "${lost:-0}" != 0 ] && echo "$wavcheck" | grep -q '"mismatched":0,' && wav_ok=yes
   # The replug: the device is back within 10 s and a second capture verifies.
   back=no
   wait_for 10 device_dir >/dev/null && wait_driver && back=yes
   isoscope capture --device 1209:0001 --seconds 1 --quiet --verify-signal "$SIGNAL" --stats-json /tmp/u2.json 2>/tmp/u2.log; rc2=$?
-  ok2=$(json /tmp/u2.json frames_verified); bad2=$(json /tmp/u2.json frames_mismatched)
+  ok2=$(json /tmp/u2.json frames_verified); bad2=$(json /tmp/u2.json frames_mismatched); lost2=$(json /tmp/u2.json packets_lost_in_transit)
   if [ "$rc" = 1 ] && grep -q "device disconnected" /tmp/u.log && [ "${frames:-0}" -gt 0 ] && [ "$bad" = 0 ] \
-     && echo "$wavcheck" | grep -q "\"verified\":$frames," && [ "$back" = yes ] && [ "$rc2" = 0 ] && [ "${ok2:-0}" -gt 0 ] && [ "$bad2" = 0 ]; then
-    result unplug PASS "server-side disconnect after 3 s: capture ended with '$(grep -o 'device disconnected' /tmp/u.log | head -1)', $frames frames kept, WAV verified; replugged: $ok2 frames verified"
+     && losses_ok "$lost" && losses_ok "$lost2" \
+     && [ $wav_ok = yes ] && [ "$back" = yes ] && [ "$rc2" = 0 ] && [ "${ok2:-0}" -gt 0 ] && [ "$bad2" = 0 ]; then
+    result unplug PASS "server-side disconnect after 3 s: capture ended with '$(grep -o 'device disconnected' /tmp/u.log | head -1)', $frames frames kept (packets lost in transit $lost), WAV verified ($wavcheck); replugged: $ok2 frames verified (lost $lost2)"
   else
-    result unplug FAIL "exit $rc, frames $frames, mismatched $bad, wav $wavcheck, back $back, second capture exit $rc2 verified $ok2 mismatched $bad2: $(tail -2 /tmp/u.log | tr '\n' ' ') | $(tail -2 /tmp/u2.log | tr '\n' ' ')"
+    result unplug FAIL "exit $rc, frames $frames, mismatched $bad, lost $lost, wav $wavcheck, back $back, second capture exit $rc2 verified $ok2 mismatched $bad2: $(tail -2 /tmp/u.log | tr '\n' ' ') | $(tail -2 /tmp/u2.log | tr '\n' ' ')"
   fi
   unplug
 }
@@ -303,8 +316,9 @@ s_swiotlb() {
     cap=$!
     peak=$(swiotlb_peak $cap)
     wait $cap; rc=$?
-    v=$(json /tmp/w.json frames_verified); bad=$(json /tmp/w.json frames_mismatched)
-    notes="$notes $mode: swiotlb slabs in use peak $peak, verified $v, mismatched $bad, exit $rc;"
+    v=$(json /tmp/w.json frames_verified); bad=$(json /tmp/w.json frames_mismatched); lost=$(json /tmp/w.json packets_lost_in_transit)
+    notes="$notes $mode: swiotlb slabs in use peak $peak, verified $v, mismatched $bad, lost $lost, exit $rc;"
+    losses_ok "$lost" || ok=0
     eval "peak_$mode=$peak"
     [ "$rc" = 0 ] && [ "$bad" = 0 ] && [ "${v:-0}" -gt 0 ] || ok=0
   done
@@ -335,7 +349,12 @@ s6() {
     wavcheck=$(isoscope verify-wav --signal "$SIGNAL" /tmp/s.wav 2>/dev/null)
     drv=$(ac_driver)
     notes="$notes SIG$sig: exit $rc, $frames frames, driver $drv;"
-    if [ "$rc" != 0 ] || [ "${frames:-0}" -le 0 ] || [ "$drv" != snd-usb-audio ] || ! echo "$wavcheck" | grep -q "\"verified\":$frames,"; then ok=0; fi
+    lost=$(json /tmp/s.json packets_lost_in_transit)
+    notes="$notes lost $lost;"
+    wav_ok=0
+    echo "$wavcheck" | grep -q "\"verified\":$frames," && wav_ok=1
+    [ "${lost:-0}" != 0 ] && losses_ok "$lost" && echo "$wavcheck" | grep -q '"mismatched":0,' && wav_ok=1
+    if [ "$rc" != 0 ] || [ "${frames:-0}" -le 0 ] || [ "$drv" != snd-usb-audio ] || [ $wav_ok = 0 ]; then ok=0; fi
   done
   if [ $ok = 1 ]; then
     result signals PASS "$notes"
@@ -412,7 +431,7 @@ s8() {
       --stats-json /tmp/hr.json 2>/tmp/hr.log; hrc=$?
     hv=$(json /tmp/hr.json frames_verified); hb=$(json /tmp/hr.json frames_mismatched);
     [ "$hrc" = 0 ] && [ "$hb" = 0 ] && [ "${hv:-0}" -gt 0 ] || { result bench FAIL "2.3 MB/s capture: exit $hrc, verified $hv mismatched $hb: $(tail -2 /tmp/hr.log | tr '\n' ' ')"; unplug; return; }
-    result bench PASS "CPU us/MiB median: zero-copy $zc, copy $cp (copy/zero-copy $ratio); whole guest us/MiB: isoscope zero-copy $zs_m, copy $cs_m, arecord via snd-usb-audio $ar_m; syscalls/s: zero-copy $zs, copy $cs; arecord process ~$ar us/MiB (tick resolution); 2.3 MB/s verified $hv frames, mismatched $hb"
+    result bench PASS "CPU us/MiB median: zero-copy $zc, copy $cp (copy/zero-copy $ratio); whole guest us/MiB: isoscope zero-copy $zs_m, copy $cs_m, arecord via snd-usb-audio $ar_m; syscalls/s: zero-copy $zs, copy $cs; arecord process ~$ar us/MiB (tick resolution); 2.3 MB/s verified $hv frames, mismatched $hb, packets lost in transit $hl"
     sed -n 's/^isoscope: //p' /tmp/b.log
   else
     result bench FAIL "$(tail -3 /tmp/b.log | tr '\n' ' ')"
