@@ -88,6 +88,9 @@ impl Source {
             Source::Sim(dev) => format!("{} (simulated, in process)", dev.name()),
             Source::Usb(usb) => {
                 let mut s = format!("stream: {}", usb.chosen);
+                if let Some(hc) = &usb.host_controller {
+                    s.push_str(&format!("\nhost controller: {hc}"));
+                }
                 for (i, d) in &usb.detached {
                     s.push_str(&format!("\ntook interface {i} from {d}"));
                 }

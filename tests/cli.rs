@@ -397,3 +397,34 @@ fn a_device_whose_every_packet_fails_stops_with_an_error_that_names_the_status()
     assert_eq!(s["packet_errors"], s["packets"]);
     assert_eq!(wav_frames(&wav), 0, "the recording is a valid, empty WAV");
 }
+
+#[test]
+fn failed_packets_are_counted_by_errno_with_what_each_means() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("e.json");
+    let out = run(&[
+        "capture",
+        "--device",
+        "sim",
+        "--seconds",
+        "0.5",
+        "--sim-error-ratio",
+        "0.1",
+        "--quiet",
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let by = &stats(&json)["stats"]["packet_errors_by_errno"];
+    for (name, meaning) in
+        [("EXDEV", "did not transfer the packet"), ("EOVERFLOW", "babble"), ("EPROTO", "protocol error")]
+    {
+        let n = by[name].as_u64().unwrap_or(0);
+        assert!(n > 0, "{name} counted: {by}");
+        assert!(
+            err.contains(&format!("{n} packets failed with -{name}: ")) && err.contains(meaning),
+            "{err}"
+        );
+    }
+}

@@ -271,6 +271,16 @@ fn print_summary(r: &Report<'_>, args: &CaptureArgs) {
         "isoscope: {} URBs ({} zero-copy, {} copy), {} packets ({} short, {} failed), {} frames, {} ring drops",
         r.urbs, r.urbs_zerocopy, r.urbs_copy, r.packets, r.short_packets, r.packet_errors, r.frames, r.ring_drops
     );
+    // Failed packets by errno, each with what it means on this kind of transfer.
+    for (name, n) in r.stats.packet_errors_by_errno.iter().filter(|(_, &n)| n > 0) {
+        let meaning = isoscope::capture::stats::COUNTED_ERRNOS
+            .iter()
+            .find(|(_, nm)| nm == name)
+            .map_or("not one of the errors the kernel documents for iso transfers", |&(e, _)| {
+                isoscope::capture::stats::packet_errno_meaning(e)
+            });
+        eprintln!("isoscope:   {n} packets failed with -{name}: {meaning}");
+    }
     if let (Some(ok), Some(bad)) = (r.frames_verified, r.frames_mismatched) {
         eprintln!("isoscope: verified against the simulated device: {ok} frames match, {bad} differ");
     }

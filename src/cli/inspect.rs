@@ -25,6 +25,8 @@ struct ListedDevice {
     dev_node: Option<String>,
     /// Interface number and bound driver.
     interfaces: Vec<(u8, Option<String>)>,
+    /// The host controller: driver, device, DMA mask.
+    host_controller: Option<isoscope::usb::controller::HostController>,
     streams: Vec<String>,
     usbfs_capabilities: Option<Vec<&'static str>>,
     note: Option<String>,
@@ -44,6 +46,7 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         speed: Some("high speed (480 Mb/s)".into()),
         dev_node: None,
         interfaces: Vec::new(),
+        host_controller: None,
         streams: vec![
             "any of U8, S8, S16_LE, S24_3LE, S24_LE, S32_LE, FLOAT_LE; 1 to 64 ch; 1000 to 768000 Hz \
              (--format, --channels, --rate); default S16_LE 2 ch 48000 Hz"
@@ -78,6 +81,7 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             speed: info.speed.map(|s| s.to_string()),
             dev_node: Some(info.dev_node().display().to_string()),
             interfaces: info.interfaces.iter().map(|i| (i.number, i.driver.clone())).collect(),
+            host_controller: info.host_controller.clone(),
             streams: parsed
                 .map(|d| {
                     let streams = live_streams(&d, info);
@@ -111,6 +115,9 @@ pub fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(n) = &d.dev_node {
             println!("  node: {n}");
+        }
+        if let Some(hc) = &d.host_controller {
+            println!("  host controller: {hc}");
         }
         for (i, drv) in &d.interfaces {
             println!("  interface {i}: {}", drv.as_deref().unwrap_or("no driver"));
@@ -161,6 +168,8 @@ struct Described<'a> {
     source: String,
     /// The device's bConfigurationValue (none for a file).
     active_configuration: Option<u8>,
+    /// The host controller of a connected device (none for a file).
+    host_controller: Option<isoscope::usb::controller::HostController>,
     descriptors: &'a DeviceDescriptors,
     audio_streams: Vec<AudioStream>,
 }
@@ -204,12 +213,21 @@ pub fn describe(args: &DescribeArgs) -> anyhow::Result<ExitCode> {
         Some(info) => live_streams(&parsed, info),
         None => parsed.audio_streams(),
     };
+    let host_controller = live.as_ref().and_then(|i| i.host_controller.clone());
     if args.json {
-        let d =
-            Described { source, active_configuration: active, audio_streams: streams, descriptors: &parsed };
+        let d = Described {
+            source,
+            active_configuration: active,
+            host_controller,
+            audio_streams: streams,
+            descriptors: &parsed,
+        };
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {
         println!("{source}");
+        if let Some(hc) = &host_controller {
+            println!("host controller: {hc}");
+        }
         print!("{}", parsed.render_with(&streams, speed, active));
     }
     Ok(ExitCode::SUCCESS)

@@ -41,6 +41,8 @@ pub struct UsbDeviceInfo {
     /// not configured, `None` when sysfs does not say.
     pub active_config: Option<u8>,
     pub interfaces: Vec<InterfaceInfo>,
+    /// The host controller the device hangs on (driver, DMA mask), if sysfs shows it.
+    pub host_controller: Option<super::controller::HostController>,
 }
 
 impl UsbDeviceInfo {
@@ -144,6 +146,7 @@ pub fn list_devices(root: &Path) -> Result<Vec<UsbDeviceInfo>, DiscoveryError> {
                 .map(|v| if v.is_empty() { Some(0) } else { v.parse().ok() })
                 .unwrap_or(None),
             interfaces,
+            host_controller: super::controller::host_controller(&dir),
         });
     }
     devices.sort_by_key(|d| (d.busnum, d.devnum));

@@ -35,6 +35,8 @@ pub struct UsbCapture {
     pub chosen: AudioStream,
     /// Kernel drivers detached to claim the interfaces (given back when the backend drops).
     pub detached: Vec<(u8, String)>,
+    /// The host controller the device hangs on.
+    pub host_controller: Option<crate::usb::controller::HostController>,
 }
 
 /// Opens `info` for capture of the stream that best matches `req`.
@@ -103,7 +105,7 @@ pub fn open_capture(info: &UsbDeviceInfo, req: &StreamRequest) -> Result<UsbCapt
         interval: chosen.endpoint.interval_frames(),
         packet_len: chosen.endpoint.bytes_per_interval(speed),
     };
-    Ok(UsbCapture { backend, stream, chosen, detached })
+    Ok(UsbCapture { backend, stream, chosen, detached, host_controller: info.host_controller.clone() })
 }
 
 /// Fills in the rates of `streams` (of the device `info`) that come from a UAC2 clock, for
@@ -182,6 +184,7 @@ mod tests {
             speed: None,
             descriptors,
             active_config: Some(1),
+            host_controller: None,
             interfaces: vec![InterfaceInfo {
                 number: 0,
                 class: 1,

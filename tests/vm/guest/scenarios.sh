@@ -41,13 +41,14 @@ wait_for() { # wait_for SECONDS COMMAND...
   return 1
 }
 
-# The ALSA card number of the virtual device, once its capture PCM is registered.
+# The ALSA card number of the virtual device (snd-usb-audio's usbid file says 1209:0001),
+# once its capture stream is registered (pcm0c needs verbose procfs; stream0 is
+# snd-usb-audio's own).
 card_of_device() {
-  for f in /proc/asound/card*/longname; do
-    grep -q isoscope "$f" 2>/dev/null || continue
-    c=${f#/proc/asound/card}; c=${c%%/*}
-    # Registered with its capture stream (pcm0c needs verbose procfs; stream0 is snd-usb-audio's).
-    if [ -e "/proc/asound/card$c/pcm0c" ] || [ -e "/proc/asound/card$c/stream0" ]; then echo "$c"; return 0; fi
+  for f in /proc/asound/card*/usbid; do
+    grep -q "1209:0001" "$f" 2>/dev/null || continue
+    d=${f%/usbid}
+    if [ -e "$d/pcm0c" ] || [ -e "$d/stream0" ]; then echo "${d#/proc/asound/card}"; return 0; fi
   done
   return 1
 }
@@ -204,11 +205,13 @@ capture_mode() { # capture_mode NAME MODE
   short=$(json /tmp/c.json short_packets); cpu=$(json /tmp/c.json cpu_ns); bytes=$(json /tmp/c.json bytes)
   drops=$(json /tmp/c.json ring_drops); lost=$(json /tmp/c.json packets_lost_in_transit)
   caps=$(isoscope list 2>/dev/null | grep -m1 "usbfs capabilities" | sed 's/.*: //')
-  figures="mode $mode, urbs $urbs (zero-copy $zc, copy $cp), frames verified $ok mismatched $bad, packets lost in transit $lost, ring drops $drops, short packets $short, cpu_ns $cpu for $bytes bytes, caps [$caps], driver before $before after $after"
+  hcline=$(isoscope list 2>/dev/null | grep -m1 "host controller" | sed 's/.*: //')
+  want_hc=$(case $HC in vhci) echo vhci_hcd ;; xhci) echo xhci_hcd ;; *) echo ehci-pci ;; esac)
+  figures="mode $mode, urbs $urbs (zero-copy $zc, copy $cp), frames verified $ok mismatched $bad, packets lost in transit $lost, ring drops $drops, short packets $short, cpu_ns $cpu for $bytes bytes, caps [$caps], host controller [$hcline], driver before $before after $after"
   want_path=$([ "$2" = zerocopy ] && echo "$zc" || echo "$cp")
   if [ "$rc" = 0 ] && [ "$mode" = "$2" ] && [ "$want_path" = "$urbs" ] && [ "${urbs:-0}" -gt 0 ] && [ "$bad" = 0 ] && losses_ok "$lost" \
      && [ "${ok:-0}" -gt 0 ] && [ "${short:-0}" -gt 0 ] && [ "$before" = snd-usb-audio ] && [ "$after" = snd-usb-audio ] \
-     && { [ "$2" = copy ] || echo "$caps" | grep -q MMAP; }; then
+     && { [ "$2" = copy ] || echo "$caps" | grep -q MMAP; } && echo "$hcline" | grep -q "^$want_hc "; then
     result "$1" PASS "$figures"
   else
     result "$1" FAIL "exit $rc: $figures; $(tail -3 /tmp/c.log | tr '\n' ' ')"
@@ -334,6 +337,27 @@ s_swiotlb() {
   unplug
 }
 
+# packet-errors: the device fails 5 % of its packets (USB/IP: the errno itself; usbredir:
+# an error status, which QEMU turns into -EPROTO, or a packet longer than the endpoint's,
+# which the controller reports as babble, -EOVERFLOW). isoscope counts them by errno, says
+# what each means, and the frames around them verify.
+s_packet_errors() {
+  plug --signal "$SIGNAL" --error-ratio 0.05 --seed 11 || { result packet-errors FAIL "could not plug the device"; return; }
+  isoscope capture --device 1209:0001 --seconds 3 --quiet --verify-signal "$SIGNAL" --sim-error-ratio 0.05 --sim-seed 11 \
+    --stats-json /tmp/e.json 2>/tmp/e.log; rc=$?
+  ok=$(json /tmp/e.json frames_verified); bad=$(json /tmp/e.json frames_mismatched); lost=$(json /tmp/e.json packets_lost_in_transit)
+  failed=$(json /tmp/e.json packet_errors)
+  by=$(grep "packets failed with" /tmp/e.log | sed 's/^isoscope: *//; s/: .*//' | paste -sd, -)
+  want=$(case $HC in vhci) echo EPROTO ;; *) echo EOVERFLOW ;; esac)
+  if [ "$rc" = 0 ] && [ "$bad" = 0 ] && [ "${ok:-0}" -gt 0 ] && [ "${failed:-0}" -gt 0 ] && losses_ok "$lost" \
+     && echo "$by" | grep -q "$want" && grep -q "packets failed with -E[A-Z]*: [a-z]" /tmp/e.log; then
+    result packet-errors PASS "$failed packets failed ($by), frames verified $ok, mismatched $bad, lost in transit $lost"
+  else
+    result packet-errors FAIL "exit $rc, failed $failed ($by), verified $ok, mismatched $bad, lost $lost: $(tail -3 /tmp/e.log | tr '\n' ' ')"
+  fi
+  unplug
+}
+
 # 6. SIGTERM and SIGINT mid-capture: WAV intact, snd-usb-audio bound again.
 s6() {
   plug --signal "$SIGNAL" || { result signals FAIL "could not plug the device"; return; }
@@ -431,8 +455,18 @@ s8() {
       --stats-json /tmp/hr.json 2>/tmp/hr.log; hrc=$?
     hv=$(json /tmp/hr.json frames_verified); hb=$(json /tmp/hr.json frames_mismatched);
     [ "$hrc" = 0 ] && [ "$hb" = 0 ] && [ "${hv:-0}" -gt 0 ] || { result bench FAIL "2.3 MB/s capture: exit $hrc, verified $hv mismatched $hb: $(tail -2 /tmp/hr.log | tr '\n' ' ')"; unplug; return; }
-    result bench PASS "CPU us/MiB median: zero-copy $zc, copy $cp (copy/zero-copy $ratio); whole guest us/MiB: isoscope zero-copy $zs_m, copy $cs_m, arecord via snd-usb-audio $ar_m; syscalls/s: zero-copy $zs, copy $cs; arecord process ~$ar us/MiB (tick resolution); 2.3 MB/s verified $hv frames, mismatched $hb, packets lost in transit $hl"
     sed -n 's/^isoscope: //p' /tmp/b.log
+    # The same A/B at 48 kHz stereo S16 (192 kB/s), the stream most USB microphones send.
+    unplug
+    plug --signal "$SIGNAL" || { result bench FAIL "could not plug the 2-channel device"; return; }
+    if ! isoscope bench --device 1209:0001 --format s16 --rate 48000 --seconds 4 --rounds 3 --json /tmp/b2.json 2>/tmp/b2.log; then
+      result bench FAIL "48 kHz stereo bench: $(tail -3 /tmp/b2.log | tr '\n' ' ')"; unplug; return
+    fi
+    sed -n 's/^isoscope: //p' /tmp/b2.log
+    z2=$(json /tmp/b2.json zerocopy_cpu_us_per_mib_median); c2=$(json /tmp/b2.json copy_cpu_us_per_mib_median)
+    r2=$(json /tmp/b2.json copy_over_zerocopy_cpu)
+    zm2=$(json /tmp/b2.json zerocopy_system_cpu_us_per_mib_median); cm2=$(json /tmp/b2.json copy_system_cpu_us_per_mib_median)
+    result bench PASS "48 kHz stereo: CPU us/MiB median zero-copy $z2, copy $c2 (copy/zero-copy $r2), whole guest zero-copy $zm2, copy $cm2; 8 ch 96 kHz 24 bit: CPU us/MiB median: zero-copy $zc, copy $cp (copy/zero-copy $ratio); whole guest us/MiB: isoscope zero-copy $zs_m, copy $cs_m, arecord via snd-usb-audio $ar_m; syscalls/s: zero-copy $zs, copy $cs; arecord process ~$ar us/MiB (tick resolution); 2.3 MB/s verified $hv frames, mismatched $hb, packets lost in transit $hl"
   else
     result bench FAIL "$(tail -3 /tmp/b.log | tr '\n' ' ')"
   fi
@@ -492,3 +526,4 @@ want usbip-attach && s9
 want bench && s8
 want monitor && s10
 want swiotlb && s_swiotlb
+want packet-errors && s_packet_errors
