@@ -29,8 +29,36 @@ pub enum BackendError {
     #[error("out of usbfs memory (ENOMEM) during {op}")]
     NoMemory { op: &'static str },
     /// Any other errno from an operation.
-    #[error("{op} failed: {errno}")]
+    #[error("{op} failed: {errno}{}", os_hint(op, *errno))]
     Os { op: &'static str, errno: nix::errno::Errno },
+}
+
+/// What an errno from the data path's ioctls means, and what to try (after the kernel's
+/// Documentation/driver-api/usb/error-codes.rst and the host controller drivers).
+fn os_hint(op: &str, errno: nix::errno::Errno) -> &'static str {
+    use nix::errno::Errno;
+    match (op, errno) {
+        ("SUBMITURB", Errno::EFBIG) => {
+            ". The URBs queued span more time than the host controller's periodic schedule holds \
+             (EHCI: 1024 frames, about 1 s): use fewer URBs in flight (--urbs) or fewer packets per URB \
+             (--packets)"
+        }
+        ("SUBMITURB", Errno::ENOSPC) => {
+            ". Not enough periodic bandwidth left on this bus for the stream: use a lower rate, fewer \
+             channels or a smaller alt setting, unplug other audio/video devices on the same bus, or use \
+             another port or controller"
+        }
+        ("SUBMITURB", Errno::EMSGSIZE) | ("SUBMITURB", Errno::EINVAL) => {
+            ". The kernel refused the URB's layout: a packet longer than the alt setting's max packet, \
+             more than 128 packets, or a packet over the kernel's per-packet limit (98304 bytes; 49152 \
+             before Linux 5.2): use fewer packets per URB (--packets) or another alt setting"
+        }
+        ("SUBMITURB", Errno::EXDEV) | ("SUBMITURB", Errno::EL2NSYNC) => {
+            ". The controller could not schedule the URB in time (it started behind the bus): the system \
+             was too busy; try more URBs in flight (--urbs)"
+        }
+        _ => "",
+    }
 }
 
 impl BackendError {
@@ -75,4 +103,25 @@ pub trait Backend: Send + 'static {
 
     /// System calls made on the data path so far (submit, reap, poll, discard).
     fn syscalls(&self) -> u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BackendError;
+    use nix::errno::Errno;
+
+    #[test]
+    fn submit_errors_say_what_they_mean_and_what_to_try() {
+        let e = BackendError::from_errno("SUBMITURB", Errno::EFBIG).to_string();
+        assert!(e.contains("periodic schedule") && e.contains("--urbs"), "{e}");
+        let e = BackendError::from_errno("SUBMITURB", Errno::ENOSPC).to_string();
+        assert!(e.contains("bandwidth") && e.contains("another port"), "{e}");
+        let e = BackendError::from_errno("SUBMITURB", Errno::EMSGSIZE).to_string();
+        assert!(e.contains("max packet") && e.contains("128 packets"), "{e}");
+        assert_eq!(
+            BackendError::from_errno("REAPURB", Errno::EFBIG).to_string(),
+            "REAPURB failed: EFBIG: File too large"
+        );
+        assert_eq!(BackendError::from_errno("SUBMITURB", Errno::ENODEV), BackendError::Disconnected);
+    }
 }

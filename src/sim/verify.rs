@@ -32,9 +32,10 @@ pub struct Verifier {
     first_mismatch: Option<(u64, u64)>,
 }
 
-/// How many packets ahead a resynchronisation looks (32 ms at high speed, 256 ms at full
-/// speed): a longer silent loss is reported as mismatches.
-const MAX_LOST_PACKETS: usize = 256;
+/// How many packets ahead a resynchronisation looks (1 s at high speed, 8 s at full speed;
+/// QEMU's usb-redir drops up to about 60 ms at a time when its buffer overflows): a longer
+/// silent loss is reported as mismatches.
+const MAX_LOST_PACKETS: usize = 8000;
 /// Frames compared to accept a resynchronisation (fewer only at the end of the data fed):
 /// across packets, so short packets make no weaker a probe.
 const PROBE_FRAMES: usize = 16;
@@ -220,11 +221,16 @@ pub struct Alignment {
     /// further along (packets lost on the way, e.g. by QEMU's xHCI), and the frames missing.
     pub gaps: u64,
     pub missing_frames: u64,
+    /// Where the recording first stops matching with no gap to explain it: the recording's
+    /// frame, and what it holds there as a signal offset from the frame expected (negative:
+    /// a repeat of earlier frames; `None`: nothing of the signal within the search window,
+    /// e.g. zeros or stale bytes).
+    pub first_break: Option<(u64, Option<i64>)>,
 }
 
-/// The longest run of missing signal a contiguous check resynchronises over (100 ms at
+/// The longest run of missing signal a contiguous check resynchronises over (1 s at
 /// 48 kHz); a longer one shows as mismatches.
-const MAX_GAP_FRAMES: u64 = 4800;
+const MAX_GAP_FRAMES: u64 = 48_000;
 
 /// Checks a recording that should be an unbroken run of `table`'s signal starting at an
 /// unknown frame (e.g. what `arecord` got from the virtual device through snd-usb-audio):
@@ -239,7 +245,8 @@ pub fn check_contiguous(table: &PcmTable, bytes: &[u8]) -> Option<Alignment> {
     }
     let head = &bytes[..probe * fb];
     let offset = (0..table.frames() as u64).find(|&k| table.count_mismatches(k, head) == 0)?;
-    let mut a = Alignment { offset, verified: 0, mismatched: 0, gaps: 0, missing_frames: 0 };
+    let mut a =
+        Alignment { offset, verified: 0, mismatched: 0, gaps: 0, missing_frames: 0, first_break: None };
     // Walk in runs: a run that matches counts as verified; at the first differing frame,
     // look up to MAX_GAP_FRAMES ahead for where the next PROBE_FRAMES frames continue.
     let (mut i, mut at) = (0usize, offset);
@@ -254,17 +261,23 @@ pub fn check_contiguous(table: &PcmTable, bytes: &[u8]) -> Option<Alignment> {
         at += bad as u64;
         let n = (frames - i).min(PROBE_FRAMES);
         let probe = &bytes[i * fb..(i + n) * fb];
-        match (1..=MAX_GAP_FRAMES).find(|&k| n >= PROBE_FRAMES && table.count_mismatches(at + k, probe) == 0)
-        {
+        // Less than half the signal's period either way, or a periodic signal would "find" itself.
+        let window = MAX_GAP_FRAMES.min(table.frames() as u64 / 2);
+        match (1..=window).find(|&k| n >= PROBE_FRAMES && table.count_mismatches(at + k, probe) == 0) {
             Some(k) => {
                 a.gaps += 1;
                 a.missing_frames += k;
                 at += k;
             }
             None => {
+                if a.first_break.is_none() {
+                    let back = (1..=window.min(at))
+                        .find(|&k| n >= PROBE_FRAMES && table.count_mismatches(at - k, probe) == 0);
+                    a.first_break = Some((i as u64, back.map(|k| -(k as i64))));
+                }
                 // No gap explains it: count the next stretch frame by frame at this
                 // alignment before searching again (a wrong recording stays cheap).
-                let w = (frames - i).min(MAX_GAP_FRAMES as usize);
+                let w = (frames - i).min(4800);
                 let bad = table.count_mismatches(at, &bytes[i * fb..(i + w) * fb]);
                 a.mismatched += bad;
                 a.verified += w as u64 - bad;
@@ -374,7 +387,14 @@ mod contiguous_tests {
         table.copy_frames(12_345, &mut rec);
         assert_eq!(
             check_contiguous(&table, &rec),
-            Some(Alignment { offset: 12_345, verified: 30_000, mismatched: 0, gaps: 0, missing_frames: 0 })
+            Some(Alignment {
+                offset: 12_345,
+                verified: 30_000,
+                mismatched: 0,
+                gaps: 0,
+                missing_frames: 0,
+                first_break: None
+            })
         );
         // Missing runs (packets lost on the way) are gaps, and the rest still verifies.
         let mut gap = rec[..10_000 * 4].to_vec();
@@ -383,13 +403,25 @@ mod contiguous_tests {
         let a = check_contiguous(&table, &gap).unwrap();
         assert_eq!(
             a,
-            Alignment { offset: 12_345, verified: 30_000 - 54, mismatched: 0, gaps: 2, missing_frames: 54 }
+            Alignment {
+                offset: 12_345,
+                verified: 30_000 - 54,
+                mismatched: 0,
+                gaps: 2,
+                missing_frames: 54,
+                first_break: None
+            }
         );
         // A corrupted frame is a mismatch, not a gap.
         let mut bad = rec.clone();
         bad[4 * 15_000] ^= 0x10;
         let a = check_contiguous(&table, &bad).unwrap();
-        assert_eq!((a.mismatched, a.gaps, a.verified), (1, 0, 29_999));
+        assert_eq!((a.mismatched, a.gaps, a.verified, a.first_break), (1, 0, 29_999, Some((15_000, None))));
+        // Frames played twice are a break that points back.
+        let mut rep = rec[..10_000 * 4].to_vec();
+        rep.extend_from_slice(&rec[9_000 * 4..]);
+        let a = check_contiguous(&table, &rep).unwrap();
+        assert_eq!(a.first_break, Some((10_000, Some(-1_000))));
         assert_eq!(check_contiguous(&table, &[0x11; 400]), None);
         assert_eq!(check_contiguous(&table, &[]), None);
     }

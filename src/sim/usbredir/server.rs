@@ -253,9 +253,11 @@ enum Plug {
 /// The iso IN stream QEMU asked for.
 struct IsoStream {
     endpoint: u8,
-    /// When packet `sent` is due.
+    /// When (micro)frame `sent` is due.
     t0: Instant,
     sent: u64,
+    /// Packets sent (the iso_packet ids).
+    id: u64,
 }
 
 /// One connection's state: the device, the link, what is plugged and streaming.
@@ -476,7 +478,7 @@ impl Connection<'_> {
                 let (ep_info, _) = endpoint_table(&self.device);
                 let ok = connected && ep_info.get(endpoint).kind == EpType::Iso && endpoint & 0x80 != 0;
                 if ok {
-                    self.iso = Some(IsoStream { endpoint, t0: Instant::now(), sent: 0 });
+                    self.iso = Some(IsoStream { endpoint, t0: Instant::now(), sent: 0, id: 0 });
                 }
                 let status = if ok { Status::SUCCESS } else { Status::STALL };
                 wire::encode_iso_stream_status(&mut self.out, &self.link, id, status, endpoint);
@@ -555,10 +557,13 @@ impl Connection<'_> {
     fn send_due_iso(&mut self) -> Result<(), String> {
         let Some(s) = &mut self.iso else { return Ok(()) };
         let due = (s.t0.elapsed().as_nanos() / self.packet.as_nanos().max(1)) as u64;
-        // After a stall of the server (a busy host) send at most 100 ms at once: QEMU drops
-        // what is beyond its buffer anyway, and the stream stays on time.
-        if due > s.sent + 800 {
-            s.sent = due - 800;
+        // After a stall of the server (a busy host) send at most 10 ms of packets at once and
+        // let the rest of the stall pass as time, not data: a burst on top of QEMU's 60 ms
+        // buffer overflows it, and QEMU then drops packets silently. The stream's data stays
+        // unbroken; only its timing slips, as a device whose clock stalled.
+        let burst = (10_000 / self.packet.as_micros().max(1)).max(1) as u64;
+        if due > s.sent + burst {
+            s.sent = due - burst;
         }
         let limit = u32::from(self.device.iso_max_packet());
         while s.sent < due {
@@ -574,8 +579,9 @@ impl Connection<'_> {
                 }
                 errno => (Status::from_errno(errno), &[]),
             };
-            wire::encode_iso_packet(&mut self.out, &self.link, s.sent, s.endpoint, status, data);
+            wire::encode_iso_packet(&mut self.out, &self.link, s.id, s.endpoint, status, data);
             s.sent += 1;
+            s.id += 1;
         }
         Ok(())
     }
@@ -838,8 +844,9 @@ mod tests {
         let (addr, stop) = start(cfg.clone(), Replug::default());
         let mut g = Guest::connect(addr);
         let packets = stream(&mut g, 400);
-        // 400 ms of 125 us microframes: about 3200 packets, never far ahead of the clock.
-        assert!((2400..=3300).contains(&packets.len()), "{} packets in 400 ms", packets.len());
+        // 400 ms of 125 us microframes: at most about 3200 packets (never ahead of the
+        // clock), fewer only when this machine stalls the server (time slips, data does not).
+        assert!((400..=3300).contains(&packets.len()), "{} packets in 400 ms", packets.len());
         let mut v = cfg.stream_twin(crate::dsp::SampleFormat::S16Le, 48_000).unwrap().verifier();
         let (mut failed, mut babble) = (0, 0);
         for (n, p) in packets.iter().enumerate() {
