@@ -306,25 +306,27 @@ s5_redir() {
 # mode's kernel buffers (kmalloc, above 4 GiB) are bounced through swiotlb on every URB,
 # while the zero-copy pool was allocated inside the mask at mmap() and needs no bounce.
 # Shows the bounce slabs in use during each mode's capture, and the A/B CPU figures.
-swiotlb_peak() { # swiotlb_peak PID: the most swiotlb slabs in use while PID runs
+swiotlb_sampler() { # writes the most swiotlb slabs in use seen so far to /tmp/peak, until killed
   peak=0
-  while kill -0 "$1" 2>/dev/null; do
+  echo 0 > /tmp/peak
+  while :; do
     u=$(cat /sys/kernel/debug/swiotlb/io_tlb_used 2>/dev/null || echo 0)
-    [ "$u" -gt "$peak" ] && peak=$u
+    if [ "$u" -gt "$peak" ]; then peak=$u; echo "$peak" > /tmp/peak; fi
     sleep 0.05
   done
-  echo "$peak"
 }
 s_swiotlb() {
   mount -t debugfs none /sys/kernel/debug 2>/dev/null
   plug --signal "$SIGNAL" --channels 8 || { result swiotlb FAIL "could not plug the device"; return; }
   notes=""; ok=1
   for mode in copy zerocopy; do
+    swiotlb_sampler &
+    sampler=$!
     isoscope capture --device 1209:0001 --mode $mode --format s24 --rate 96000 --seconds 3 --quiet \
-      --verify-signal "$SIGNAL" --stats-json /tmp/w.json 2>/tmp/w.log &
-    cap=$!
-    peak=$(swiotlb_peak $cap)
-    wait $cap; rc=$?
+      --verify-signal "$SIGNAL" --stats-json /tmp/w.json 2>/tmp/w.log
+    rc=$?
+    kill $sampler; wait $sampler 2>/dev/null
+    peak=$(cat /tmp/peak)
     v=$(json /tmp/w.json frames_verified); bad=$(json /tmp/w.json frames_mismatched); lost=$(json /tmp/w.json packets_lost_in_transit)
     notes="$notes $mode: swiotlb slabs in use peak $peak, verified $v, mismatched $bad, lost $lost, exit $rc;"
     losses_ok "$lost" || ok=0
