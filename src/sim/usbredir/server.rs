@@ -974,6 +974,18 @@ mod tests {
         assert_eq!((st.id, st.body), (99, vec![Status::SUCCESS.0, 1]));
     }
 
+    /// Runs `talk` on a plugged-in connection to a fresh server, then checks that the next
+    /// connection is served.
+    fn on_a_connection_then_the_next(talk: impl FnOnce(&mut Guest)) {
+        let (addr, stop) = start(VirtualDeviceConfig::default(), Replug::default());
+        let mut g = Guest::connect(addr);
+        g.until(wire::TYPE_DEVICE_CONNECT);
+        talk(&mut g);
+        drop(g);
+        next_connection_is_served(addr);
+        stop.store(true, Ordering::Relaxed);
+    }
+
     #[test]
     fn data_before_hello_and_a_second_hello_are_skipped() {
         let (addr, stop) = start(VirtualDeviceConfig::default(), Replug::default());
@@ -999,57 +1011,45 @@ mod tests {
 
     #[test]
     fn control_packets_whose_length_disagrees_with_their_data_are_skipped() {
-        let (addr, stop) = start(VirtualDeviceConfig::default(), Replug::default());
-        let mut g = Guest::connect(addr);
-        g.until(wire::TYPE_DEVICE_CONNECT);
-        // OUT (SET_CUR of the clock) declaring 4 bytes, carrying 2; IN carrying data.
-        g.send(wire::TYPE_CONTROL_PACKET, 5, &[0x00, 1, 0x21, 0, 0, 1, 0, 0x29, 4, 0], &[0x80, 0xbb]);
-        g.send(wire::TYPE_CONTROL_PACKET, 6, &[0x80, 6, 0x80, 0, 0, 1, 0, 0, 18, 0], &[1, 2, 3]);
-        // An OUT declaring 64 KiB - 1 with none of it.
-        g.send(wire::TYPE_CONTROL_PACKET, 7, &[0x00, 1, 0x21, 0, 0, 1, 0, 0x29, 0xff, 0xff], &[]);
-        let dev = g.control_in(8, 0x80, 6, 0x0100, 0, 18);
-        assert_eq!((dev.body[3], dev.body.len()), (Status::SUCCESS.0, 10 + 18), "only id 8 is answered");
-        drop(g);
-        next_connection_is_served(addr);
-        stop.store(true, Ordering::Relaxed);
+        on_a_connection_then_the_next(|g| {
+            // OUT (SET_CUR of the clock) declaring 4 bytes, carrying 2; IN carrying data.
+            g.send(wire::TYPE_CONTROL_PACKET, 5, &[0x00, 1, 0x21, 0, 0, 1, 0, 0x29, 4, 0], &[0x80, 0xbb]);
+            g.send(wire::TYPE_CONTROL_PACKET, 6, &[0x80, 6, 0x80, 0, 0, 1, 0, 0, 18, 0], &[1, 2, 3]);
+            // An OUT declaring 64 KiB - 1 with none of it.
+            g.send(wire::TYPE_CONTROL_PACKET, 7, &[0x00, 1, 0x21, 0, 0, 1, 0, 0x29, 0xff, 0xff], &[]);
+            let dev = g.control_in(8, 0x80, 6, 0x0100, 0, 18);
+            assert_eq!((dev.body[3], dev.body.len()), (Status::SUCCESS.0, 10 + 18), "only id 8 is answered");
+        });
     }
 
     #[test]
     fn iso_start_on_an_endpoint_that_does_not_exist_stalls() {
-        let (addr, stop) = start(VirtualDeviceConfig::default(), Replug::default());
-        let mut g = Guest::connect(addr);
-        g.until(wire::TYPE_DEVICE_CONNECT);
-        // 0x81 exists only at alt 1; 0x85 never; 0x01 is OUT; 0x8f is the last IN index.
-        for (id, ep) in [(1u64, 0x81u8), (2, 0x85), (3, 0x01), (4, 0x8f), (5, 0xff)] {
-            g.send(wire::TYPE_START_ISO_STREAM, id, &[ep, 8, 4], &[]);
-            let st = g.until(wire::TYPE_ISO_STREAM_STATUS).pop().unwrap();
-            assert_eq!((st.id, st.body), (id, vec![Status::STALL.0, ep]));
-        }
-        // Nothing streams: the next message is the answer to this request.
-        g.send(wire::TYPE_GET_CONFIGURATION, 6, &[], &[]);
-        assert_eq!(g.next().ty, wire::TYPE_CONFIGURATION_STATUS);
-        drop(g);
-        next_connection_is_served(addr);
-        stop.store(true, Ordering::Relaxed);
+        on_a_connection_then_the_next(|g| {
+            // 0x81 exists only at alt 1; 0x85 never; 0x01 is OUT; 0x8f is the last IN index.
+            for (id, ep) in [(1u64, 0x81u8), (2, 0x85), (3, 0x01), (4, 0x8f), (5, 0xff)] {
+                g.send(wire::TYPE_START_ISO_STREAM, id, &[ep, 8, 4], &[]);
+                let st = g.until(wire::TYPE_ISO_STREAM_STATUS).pop().unwrap();
+                assert_eq!((st.id, st.body), (id, vec![Status::STALL.0, ep]));
+            }
+            // Nothing streams: the next message is the answer to this request.
+            g.send(wire::TYPE_GET_CONFIGURATION, 6, &[], &[]);
+            assert_eq!(g.next().ty, wire::TYPE_CONFIGURATION_STATUS);
+        });
     }
 
     #[test]
     fn a_thousand_messages_in_one_write_are_all_answered_in_order() {
-        let (addr, stop) = start(VirtualDeviceConfig::default(), Replug::default());
-        let mut g = Guest::connect(addr);
-        g.until(wire::TYPE_DEVICE_CONNECT);
-        let mut out = Vec::new();
-        for id in 0..1000u64 {
-            wire::encode_message(&mut out, &g.link, wire::TYPE_GET_ALT_SETTING, id, &[1], &[]);
-        }
-        g.s.write_all(&out).unwrap();
-        for id in 0..1000u64 {
-            let m = g.next();
-            assert_eq!((m.ty, m.id, m.body), (wire::TYPE_ALT_SETTING_STATUS, id, vec![0, 1, 0]));
-        }
-        drop(g);
-        next_connection_is_served(addr);
-        stop.store(true, Ordering::Relaxed);
+        on_a_connection_then_the_next(|g| {
+            let mut out = Vec::new();
+            for id in 0..1000u64 {
+                wire::encode_message(&mut out, &g.link, wire::TYPE_GET_ALT_SETTING, id, &[1], &[]);
+            }
+            g.s.write_all(&out).unwrap();
+            for id in 0..1000u64 {
+                let m = g.next();
+                assert_eq!((m.ty, m.id, m.body), (wire::TYPE_ALT_SETTING_STATUS, id, vec![0, 1, 0]));
+            }
+        });
     }
 
     /// One client at a time: a client that stalls must not hold the server. No hello, half a
