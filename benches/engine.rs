@@ -8,22 +8,52 @@
 //! pushes them into a ring that a second thread drains (`scope`), and in `scope+wav` also
 //! pushes the raw bytes into a second ring. Copy mode adds what the kernel does on the
 //! reaping thread: zero a bounce buffer at submit, copy the whole buffer at reap.
+//!
+//! Two figures per case, from separate criterion runs of the same code:
+//! - `engine_hot_path`: wall-clock time of the whole capture, engine and drain together
+//!   (when the drain thread falls behind, the engine drops and counts, it never waits);
+//! - `engine_thread_cpu`: the engine thread's own CPU time (CLOCK_THREAD_CPUTIME_ID, the
+//!   engine's `cpu_ns` counter), whatever the drain thread does.
+//!
+//! No run is retried: every run's ring drops are counted per case and printed at the end
+//! (and written as JSON to `$ISOSCOPE_BENCH_DROPS` when set), so a figure from runs in
+//! which the consumer fell behind is reported as such. Every run checks that each frame the
+//! engine produced reached the drain thread or was counted as dropped.
+//!
+//! `ISOSCOPE_BENCH_CALLGRIND=<case>:<urbs>` runs one fixed workload instead, with no drain
+//! thread (rings large enough for the whole run) and nothing paced, for
+//! `valgrind --tool=callgrind --toggle-collect='*callgrind_measured*'`: `<case>` is
+//! `scope/zerocopy`, `scope/copy`, `scope+wav/zerocopy`, `scope+wav/copy` or `memcpy`.
+//! `scripts/bench-report` runs it at two lengths and takes the difference, so the fixed
+//! cost of starting and stopping a capture drops out.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use isoscope::capture::{Capture, CaptureConfig, ModeRequest, Sink};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use isoscope::capture::{Capture, CaptureConfig, ModeRequest, Sink, StatsSnapshot};
 use isoscope::dsp::{PcmFormat, SampleFormat};
 use isoscope::sim::{SimConfig, SimDevice};
 use ringbuf::traits::{Consumer, Split};
-use ringbuf::HeapRb;
+use ringbuf::{HeapCons, HeapRb};
 
 /// 750 stereo S16 frames per microframe (6 MHz): 3000-byte packets, 3004 B requested.
 const FORMAT: PcmFormat = PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 6_000_000 };
 const PACKETS_PER_URB: usize = 128;
 const URBS_PER_ITER: u64 = 64;
+/// Payload bytes per packet and per URB.
+const PACKET_BYTES: u64 = (FORMAT.rate as u64 / 8000) * FORMAT.frame_bytes() as u64;
+const URB_BYTES: u64 = PACKET_BYTES * PACKETS_PER_URB as u64;
+const URB_FRAMES: u64 = URB_BYTES / FORMAT.frame_bytes() as u64;
+
+const CASES: [(&str, bool, &str, ModeRequest); 4] = [
+    ("scope", false, "zerocopy", ModeRequest::ZeroCopy),
+    ("scope", false, "copy", ModeRequest::Copy),
+    ("scope+wav", true, "zerocopy", ModeRequest::ZeroCopy),
+    ("scope+wav", true, "copy", ModeRequest::Copy),
+];
 
 fn device() -> SimDevice {
     SimDevice::new(SimConfig {
@@ -36,29 +66,48 @@ fn device() -> SimDevice {
     .expect("bench device")
 }
 
-/// Times `iters` iterations, keeping only runs in which the consumer kept up: a run with
-/// ring drops did less work than it should and is run again (a descheduled drain thread
-/// on a busy machine), so no figure includes skipped pushes.
-fn time_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, iters: u64) -> Duration {
-    for _ in 0..20 {
-        let (elapsed, drops) = run_engine(dev, mode, with_bytes, iters);
-        if drops == 0 {
-            return elapsed;
-        }
-    }
-    panic!("the drain thread fell behind in 20 runs in a row; the machine is too busy to measure");
-}
-
-/// Runs the engine for `URBS_PER_ITER` URBs per iteration with a draining consumer thread.
-/// Returns the time and the frames dropped.
-fn run_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, iters: u64) -> (Duration, u64) {
-    let cfg = CaptureConfig {
+fn config(mode: ModeRequest) -> CaptureConfig {
+    CaptureConfig {
         mode,
         packets_per_urb: Some(PACKETS_PER_URB),
         urbs: Some(8),
         app_cap_bytes: 64 << 20,
         ..CaptureConfig::default()
-    };
+    }
+}
+
+/// Every run of one benchmark case: how many, and how many frames the consumer missed.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+struct Tally {
+    runs: u64,
+    runs_with_drops: u64,
+    /// Frames the engine pushed or tried to push (each sink counts its own).
+    frames_offered: u64,
+    frames_dropped: u64,
+}
+
+static TALLIES: Mutex<BTreeMap<String, Tally>> = Mutex::new(BTreeMap::new());
+
+fn tally(case: &str, run: &Run) {
+    let mut t = TALLIES.lock().unwrap_or_else(|e| e.into_inner());
+    let e = t.entry(case.to_string()).or_default();
+    e.runs += 1;
+    e.runs_with_drops += u64::from(run.stats.ring_drops > 0);
+    e.frames_offered += run.frames_offered;
+    e.frames_dropped += run.stats.ring_drops;
+}
+
+/// One capture run with a draining consumer thread.
+struct Run {
+    wall: Duration,
+    stats: StatsSnapshot,
+    frames_offered: u64,
+}
+
+/// Runs the engine for `urbs` URBs with a draining consumer thread on the other core, and
+/// checks that nothing was lost uncounted: every frame the engine produced reached the
+/// drain thread, once per sink, or is in the engine's `ring_drops`.
+fn run_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, urbs: u64) -> Run {
     // Rings of about 20 URBs each.
     let (bytes_p, mut bytes_c) = HeapRb::<u8>::new(16 << 20).split();
     let (frames_p, mut frames_c) = HeapRb::<f32>::new(8 << 20).split();
@@ -66,34 +115,55 @@ fn run_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, iters: u64) 
     if with_bytes {
         sinks.push(Sink::Bytes(bytes_p));
     }
+    let n_sinks = sinks.len() as u64;
     let done = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(std::sync::Barrier::new(2));
     let drain = {
         let done = Arc::clone(&done);
         let ready = Arc::clone(&ready);
-        std::thread::spawn(move || {
-            pin_to_cpu(1);
-            ready.wait();
-            // A consumer on its own core, as the UI and the recorder are.
-            let mut b = vec![0u8; 4 << 20];
-            let mut f = vec![0f32; 2 << 20];
-            while !done.load(Ordering::Relaxed) {
-                if bytes_c.pop_slice(&mut b) + frames_c.pop_slice(&mut f) == 0 {
-                    std::hint::spin_loop();
+        std::thread::Builder::new()
+            .name("bench-drain".into())
+            .spawn(move || {
+                pin_to_cpu(1);
+                ready.wait();
+                // A consumer on its own core, as the UI and the recorder are.
+                let mut b = vec![0u8; 4 << 20];
+                let mut f = vec![0f32; 2 << 20];
+                let (mut nb, mut nf) = (0u64, 0u64);
+                loop {
+                    // Read `done` before the rings: once set, the engine has pushed its last.
+                    let last = done.load(Ordering::Acquire);
+                    let (pb, pf) = (bytes_c.pop_slice(&mut b), frames_c.pop_slice(&mut f));
+                    nb += pb as u64;
+                    nf += pf as u64;
+                    if pb + pf == 0 {
+                        if last {
+                            break (nb, nf);
+                        }
+                        std::hint::spin_loop();
+                    }
                 }
-            }
-        })
+            })
+            .expect("drain thread")
     };
     pin_to_cpu(0);
     ready.wait();
     let start = Instant::now();
-    let (_, stats) = Capture::run_blocking(dev.backend(), dev.stream(), &cfg, sinks, URBS_PER_ITER * iters)
+    let (_, stats) = Capture::run_blocking(dev.backend(), dev.stream(), &config(mode), sinks, urbs)
         .expect("bench capture");
-    let elapsed = start.elapsed();
-    done.store(true, Ordering::Relaxed);
-    drain.join().expect("drain thread");
-    assert_eq!(stats.urbs, URBS_PER_ITER * iters);
-    (elapsed, stats.ring_drops)
+    let wall = start.elapsed();
+    done.store(true, Ordering::Release);
+    let (bytes_seen, samples_seen) = drain.join().expect("drain thread");
+    assert_eq!(stats.urbs, urbs, "the engine stopped early");
+    assert_eq!(stats.bytes, urbs * URB_BYTES, "short of payload: the stream is not the benchmark's");
+    let received = bytes_seen / FORMAT.frame_bytes() as u64 + samples_seen / u64::from(FORMAT.channels);
+    let frames_offered = stats.frames * n_sinks;
+    assert_eq!(
+        received + stats.ring_drops,
+        frames_offered,
+        "frames neither received by the drain thread nor counted as dropped"
+    );
+    Run { wall, stats, frames_offered }
 }
 
 /// Keeps the engine and the drain thread off each other's core (best effort).
@@ -104,37 +174,168 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-fn payload_per_iter() -> u64 {
-    let per_packet = (FORMAT.rate as u64 / 8000) * FORMAT.frame_bytes() as u64;
-    per_packet * PACKETS_PER_URB as u64 * URBS_PER_ITER
+/// The same payload as `urbs` URBs, one URB's worth at a time (the engine's working set is
+/// one URB too).
+fn memcpy_urbs(src: &[u8], dst: &mut [u8], urbs: u64) {
+    for _ in 0..urbs {
+        dst.copy_from_slice(std::hint::black_box(src));
+        std::hint::black_box(&mut *dst);
+    }
 }
 
-fn engine(c: &mut Criterion) {
-    let mut g = c.benchmark_group("engine_hot_path");
-    g.throughput(Throughput::Bytes(payload_per_iter()));
-    g.sample_size(20).measurement_time(Duration::from_secs(4));
+/// `urbs_per_iter` is [`URBS_PER_ITER`] when measuring; fewer in criterion's test mode
+/// (`cargo test`), which runs each case once and in a debug build.
+fn engine(c: &mut Criterion, urbs_per_iter: u64) {
     let dev = device();
-    for (sinks, with_bytes) in [("scope", false), ("scope+wav", true)] {
-        for (name, mode) in [("zerocopy", ModeRequest::ZeroCopy), ("copy", ModeRequest::Copy)] {
+    for (group, measure) in [("engine_hot_path", Measure::Wall), ("engine_thread_cpu", Measure::EngineCpu)] {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Bytes(URB_BYTES * urbs_per_iter));
+        g.sample_size(10).measurement_time(Duration::from_secs(3));
+        for (sinks, with_bytes, name, mode) in CASES {
+            let id = format!("{group}/{sinks}/{name}");
             g.bench_function(BenchmarkId::new(sinks, name), |b| {
-                b.iter_custom(|iters| time_engine(&dev, mode, with_bytes, iters))
+                b.iter_custom(|iters| {
+                    let run = run_engine(&dev, mode, with_bytes, urbs_per_iter * iters);
+                    tally(&id, &run);
+                    match measure {
+                        Measure::Wall => run.wall,
+                        Measure::EngineCpu => Duration::from_nanos(run.stats.cpu_ns),
+                    }
+                })
             });
         }
+        if let Measure::Wall = measure {
+            let src = vec![0x5Au8; URB_BYTES as usize];
+            let mut dst = vec![0u8; URB_BYTES as usize];
+            g.bench_function(BenchmarkId::new("baseline", "memcpy"), |b| {
+                b.iter(|| memcpy_urbs(&src, &mut dst, urbs_per_iter))
+            });
+        }
+        g.finish();
     }
-    // The same payload, one URB's worth at a time (the engine's working set is one URB too).
-    let urb = (payload_per_iter() / URBS_PER_ITER) as usize;
-    let src = vec![0x5Au8; urb];
-    let mut dst = vec![0u8; urb];
-    g.bench_function(BenchmarkId::new("baseline", "memcpy"), |b| {
-        b.iter(|| {
-            for _ in 0..URBS_PER_ITER {
-                dst.copy_from_slice(std::hint::black_box(&src));
-                std::hint::black_box(&mut dst);
-            }
-        })
-    });
-    g.finish();
 }
 
-criterion_group!(benches, engine);
-criterion_main!(benches);
+#[derive(Clone, Copy)]
+enum Measure {
+    Wall,
+    EngineCpu,
+}
+
+/// Prints every case's ring drops (and writes them to `$ISOSCOPE_BENCH_DROPS`).
+fn report_tallies() {
+    let t = TALLIES.lock().unwrap_or_else(|e| e.into_inner());
+    for (case, t) in t.iter() {
+        if t.runs_with_drops > 0 {
+            eprintln!(
+                "{case}: the drain thread fell behind in {} of {} runs: {} of {} frames dropped ({:.3} %)",
+                t.runs_with_drops,
+                t.runs,
+                t.frames_dropped,
+                t.frames_offered,
+                t.frames_dropped as f64 * 100.0 / t.frames_offered.max(1) as f64
+            );
+        } else {
+            eprintln!("{case}: {} runs, no drops", t.runs);
+        }
+    }
+    if let Some(path) = std::env::var_os("ISOSCOPE_BENCH_DROPS") {
+        let json = serde_json::to_string_pretty(&*t).expect("tallies as JSON");
+        if let Err(e) = std::fs::write(&path, json) {
+            eprintln!("cannot write {}: {e}", std::path::Path::new(&path).display());
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The engine's work for `urbs` URBs, the function callgrind collects in.
+#[inline(never)]
+fn callgrind_measured_engine(
+    dev: &SimDevice,
+    cfg: &CaptureConfig,
+    sinks: Vec<Sink>,
+    urbs: u64,
+) -> StatsSnapshot {
+    Capture::run_blocking(dev.backend(), dev.stream(), cfg, sinks, urbs).expect("bench capture").1
+}
+
+/// A memcpy of the same payload, the function callgrind collects in.
+#[inline(never)]
+fn callgrind_measured_memcpy(src: &[u8], dst: &mut [u8], urbs: u64) {
+    memcpy_urbs(src, dst, urbs);
+}
+
+/// One fixed, unpaced workload on the calling thread: `urbs` URBs of `case` with rings that
+/// hold the whole run (no consumer thread, so nothing depends on timing), or a memcpy of
+/// the same payload. Checks that the engine delivered every frame into every sink.
+fn fixed_workload(case: &str, urbs: u64) -> Result<(), String> {
+    if case == "memcpy" {
+        let src = vec![0x5Au8; URB_BYTES as usize];
+        let mut dst = vec![0u8; URB_BYTES as usize];
+        callgrind_measured_memcpy(&src, &mut dst, urbs);
+        return Ok(());
+    }
+    let (sinks_name, mode_name) = case.split_once('/').ok_or_else(|| format!("no such case: {case}"))?;
+    let &(_, with_bytes, _, mode) = CASES
+        .iter()
+        .find(|(s, _, m, _)| *s == sinks_name && *m == mode_name)
+        .ok_or_else(|| format!("no such case: {case}"))?;
+    let frames = urbs * URB_FRAMES + 1;
+    let (bytes_p, bytes_c) = HeapRb::<u8>::new((frames as usize) * FORMAT.frame_bytes()).split();
+    let (frames_p, frames_c) = HeapRb::<f32>::new((frames as usize) * usize::from(FORMAT.channels)).split();
+    let mut sinks = vec![Sink::Frames(frames_p)];
+    if with_bytes {
+        sinks.push(Sink::Bytes(bytes_p));
+    }
+    let stats = callgrind_measured_engine(&device(), &config(mode), sinks, urbs);
+    check_full(&stats, urbs, &frames_c, with_bytes.then_some(&bytes_c))
+}
+
+fn check_full(
+    stats: &StatsSnapshot,
+    urbs: u64,
+    frames: &HeapCons<f32>,
+    bytes: Option<&HeapCons<u8>>,
+) -> Result<(), String> {
+    use ringbuf::traits::Observer;
+    let want = urbs * URB_FRAMES;
+    let got_frames = (frames.occupied_len() / usize::from(FORMAT.channels)) as u64;
+    let got_bytes = bytes.map(|b| (b.occupied_len() / FORMAT.frame_bytes()) as u64);
+    if stats.urbs != urbs
+        || stats.ring_drops != 0
+        || got_frames != want
+        || got_bytes.is_some_and(|b| b != want)
+    {
+        return Err(format!(
+            "the fixed workload did not do its work: {} of {urbs} URBs, {} drops, {got_frames} frames \
+             and {got_bytes:?} byte frames of {want} in the rings",
+            stats.urbs, stats.ring_drops
+        ));
+    }
+    Ok(())
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("ISOSCOPE_BENCH_CALLGRIND") {
+        let run = spec
+            .rsplit_once(':')
+            .and_then(|(case, n)| Some((case, n.parse::<u64>().ok()?)))
+            .ok_or_else(|| format!("ISOSCOPE_BENCH_CALLGRIND={spec}: want <case>:<urbs>"))
+            .and_then(|(case, urbs)| fixed_workload(case, urbs));
+        if let Err(e) = run {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // The callgrind workload must do real work too: check it once, briefly, every run
+    // (`cargo test --all-targets` runs this binary once in criterion's test mode).
+    for (sinks, _, mode, _) in CASES {
+        fixed_workload(&format!("{sinks}/{mode}"), 2).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Criterion measures only when cargo passes `--bench`; otherwise it is its test mode.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let mut c = Criterion::default().configure_from_args();
+    engine(&mut c, if measuring { URBS_PER_ITER } else { 4 });
+    c.final_summary();
+    report_tallies();
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use isoscope::audio::{self, ChannelMap, Monitor, MonitorConfig, MonitorInfo, MonitorStats, Pacing};
 use isoscope::capture::{Backend, Capture, CaptureConfig, CaptureError, Sink, StatsSnapshot, StreamConfig};
-use isoscope::record::{Recording, WavSamples};
+use isoscope::record::{RecordError, Recording, WavSamples};
 
 use super::capture::print_banner;
 use super::device;
@@ -166,7 +166,9 @@ fn session<B: Backend>(
         ratio: m.ratio,
         correction_ppm: m.correction_ppm,
         resampler_cpu_percent: m.resampler_cpu_percent,
-        wav_frames: recorded.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.frames),
+        wav_frames: recorded
+            .as_ref()
+            .and_then(|r| r.as_ref().map_or_else(RecordError::frames_kept, |r| Some(r.frames))),
         error: failure.as_ref().map(CaptureError::to_string),
         monitor: mon_stats.as_ref(),
         capture: &cap_stats,

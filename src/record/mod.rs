@@ -7,4 +7,4 @@ mod wav;
 
 pub use csv::{to_csv_string, write_csv};
 pub use recording::{Recording, RecordingSummary};
-pub use wav::{RecordError, WavRecorder, WavSamples};
+pub use wav::{Kept, RecordError, WavRecorder, WavSamples};

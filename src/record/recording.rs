@@ -2,7 +2,9 @@
 //! [`Sink::Bytes`](crate::capture::Sink::Bytes)) into a [`WavRecorder`]. Stopping it writes
 //! every frame already in the ring before the file is closed, so nothing captured up to
 //! the stop is lost; it also ends on its own, with everything written, when the capture
-//! ends (the ring's producer is dropped).
+//! ends (the ring's producer is dropped). A write error (a full disk) ends it too: the file
+//! is closed, valid up to the frames it holds, and the ring let go of, so the capture drops
+//! this sink and goes on with its others; [`Recording::stop`] then returns the error.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -124,8 +126,11 @@ fn drain(
         let last = stop.load(Relaxed) || !input.write_is_held();
         let n = input.pop_slice(&mut buf);
         if n > 0 {
-            wav.write_bytes(&buf[..n])?;
+            let written = wav.write_bytes(&buf[..n]);
             frames.store(wav.frames(), Relaxed);
+            // The file is closed and valid up to here; the thread ends, which lets go of
+            // the ring, so the capture drops this sink and goes on with the others.
+            written?;
         } else if last {
             return wav.finish();
         } else {

@@ -1,10 +1,13 @@
 //! A WAV writer fed with the raw bytes the engine delivers (whole frames in the device's
 //! format): by default in that native format, so a recording is bit-exact with what the
 //! device sent; or as 32-bit float ([`WavSamples::Float`], decoded as the scope sees it). The header is brought
-//! up to date every second, so even a killed process leaves a playable file.
+//! up to date every second, so even a killed process leaves a playable file. When a write
+//! fails (a full disk: ENOSPC), the file is cut to the whole frames it holds and its header
+//! brought up to them, so it stays valid up to there; later writes are ignored.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{self, BufWriter};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,10 +18,49 @@ use crate::dsp::{PcmFormat, SampleFormat};
 pub enum RecordError {
     #[error("cannot create WAV file {path}: {source}. Check that the folder exists and is writable")]
     Create { path: PathBuf, source: hound::Error },
-    #[error("writing WAV file {path} failed: {source}. Check free disk space")]
-    Write { path: PathBuf, source: hound::Error },
+    /// The disk (or the quota) ran out of space: the file is closed with what fitted.
+    #[error(
+        "recording to {path} stopped: the disk is full ({errno}) after {frames} frames ({seconds:.1} s); {kept}. \
+         Free space on that disk, or record to another one; the capture goes on"
+    )]
+    DiskFull { path: PathBuf, errno: &'static str, frames: u64, seconds: f64, kept: Kept },
+    /// Any other write error: the file is closed with what reached it.
+    #[error(
+        "writing WAV file {path} failed after {frames} frames ({seconds:.1} s): {source}; {kept}. \
+         Check the disk and record again"
+    )]
+    Write { path: PathBuf, source: hound::Error, frames: u64, seconds: f64, kept: Kept },
     #[error("recording to {path}: {reason}")]
     Thread { path: PathBuf, reason: String },
+}
+
+impl RecordError {
+    /// The frames the file holds after a write error (it is closed and, when
+    /// [`Kept::Valid`], plays up to there); `None` for the other errors.
+    pub fn frames_kept(&self) -> Option<u64> {
+        match self {
+            RecordError::DiskFull { frames, .. } | RecordError::Write { frames, .. } => Some(*frames),
+            RecordError::Create { .. } | RecordError::Thread { .. } => None,
+        }
+    }
+}
+
+/// What became of a file whose writing failed.
+#[derive(Debug)]
+pub enum Kept {
+    /// The header was brought up to the whole frames in the file: it plays up to there.
+    Valid,
+    /// The file could not be repaired (the reason); its header may claim less than it holds.
+    Damaged(String),
+}
+
+impl std::fmt::Display for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kept::Valid => f.write_str("the file is closed and plays up to there"),
+            Kept::Damaged(why) => write!(f, "the file could not be closed properly ({why})"),
+        }
+    }
 }
 
 /// The sample format a recording is written in.
@@ -38,7 +80,13 @@ pub struct WavRecorder {
     samples: WavSamples,
     /// Decoded samples (float output only).
     decoded: Vec<f32>,
-    writer: hound::WavWriter<BufWriter<File>>,
+    /// `None` once a write failed and the file was closed.
+    writer: Option<hound::WavWriter<BufWriter<File>>>,
+    /// The same open file, to repair the header after a failed write.
+    file: File,
+    /// Bytes of one frame in the file (not always the device's: float, S24 in 4 bytes).
+    file_frame_bytes: u64,
+    /// Frames written so far (after a failed write: the frames the file holds).
     frames: u64,
     last_flush: Instant,
     /// Bytes of a frame split across two `write_bytes` calls.
@@ -67,14 +115,22 @@ impl WavRecorder {
             bits_per_sample: bits,
             sample_format,
         };
-        let writer = hound::WavWriter::create(path, spec)
+        let create =
+            |e: io::Error| RecordError::Create { path: path.to_path_buf(), source: hound::Error::IoError(e) };
+        // Read-write: the header is read back to repair it after a failed write.
+        let file =
+            File::options().read(true).write(true).create(true).truncate(true).open(path).map_err(create)?;
+        let repair = file.try_clone().map_err(create)?;
+        let writer = hound::WavWriter::new(BufWriter::new(file), spec)
             .map_err(|source| RecordError::Create { path: path.to_path_buf(), source })?;
         Ok(WavRecorder {
             path: path.to_path_buf(),
             format,
             samples,
             decoded: Vec::new(),
-            writer,
+            writer: Some(writer),
+            file: repair,
+            file_frame_bytes: u64::from(bits.div_ceil(8)) * u64::from(format.channels),
             frames: 0,
             last_flush: Instant::now(),
             partial: Vec::with_capacity(format.frame_bytes()),
@@ -82,6 +138,8 @@ impl WavRecorder {
     }
 
     /// Appends raw device bytes. A frame split across calls is kept until its rest arrives.
+    /// After an error (the file is then closed, valid up to the frames it holds), further
+    /// bytes are ignored.
     pub fn write_bytes(&mut self, mut bytes: &[u8]) -> Result<(), RecordError> {
         let fb = self.format.frame_bytes();
         if !self.partial.is_empty() {
@@ -105,7 +163,7 @@ impl WavRecorder {
     /// Writes whole frames.
     fn write_frames(&mut self, frames: &[u8]) -> Result<(), RecordError> {
         let sample = self.format.sample;
-        let writer = &mut self.writer;
+        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
         let res: Result<(), hound::Error> = if self.samples == WavSamples::Float {
             self.decoded.resize(frames.len() / sample.bytes(), 0.0);
             let n = crate::dsp::decode_into(sample, frames, &mut self.decoded);
@@ -121,13 +179,68 @@ impl WavRecorder {
                 SampleFormat::F32Le => writer.write_sample(f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
             })
         };
-        res.map_err(|source| RecordError::Write { path: self.path.clone(), source })?;
+        if let Err(e) = res {
+            return Err(self.fail(e));
+        }
         self.frames += (frames.len() / self.format.frame_bytes()) as u64;
         if self.last_flush.elapsed() >= Duration::from_secs(1) {
-            self.writer.flush().map_err(|source| RecordError::Write { path: self.path.clone(), source })?;
+            if let Err(e) = writer.flush() {
+                return Err(self.fail(e));
+            }
             self.last_flush = Instant::now();
         }
         Ok(())
+    }
+
+    /// After a failed write: lets go of the writer (what it still buffered is lost), cuts
+    /// the file to the whole frames it holds and brings the header up to them.
+    fn fail(&mut self, source: hound::Error) -> RecordError {
+        // hound's drop tries to update the header once more; its errors are ignored.
+        drop(self.writer.take());
+        let kept = match self.repair() {
+            Ok(frames) => {
+                self.frames = frames.min(self.frames);
+                Kept::Valid
+            }
+            Err(e) => Kept::Damaged(e.to_string()),
+        };
+        let path = self.path.clone();
+        let (frames, seconds) = (self.frames, self.frames as f64 / f64::from(self.format.rate.max(1)));
+        match &source {
+            hound::Error::IoError(e) if disk_full(e).is_some() => {
+                RecordError::DiskFull { path, errno: disk_full(e).unwrap_or("ENOSPC"), frames, seconds, kept }
+            }
+            _ => RecordError::Write { path, source, frames, seconds, kept },
+        }
+    }
+
+    /// Cuts the file to the whole frames after its header and writes their length into the
+    /// header (RIFF and data chunk sizes). Returns the frames the file holds.
+    fn repair(&self) -> io::Result<u64> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+        let mut head = [0u8; 512];
+        let n = self.file.read_at(&mut head, 0)?;
+        let head = &head[..n];
+        if head.len() < 12 || &head[..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+            return Err(bad("no WAV header in the file"));
+        }
+        let mut pos = 12;
+        let data_start = loop {
+            let Some(chunk) = head.get(pos..pos + 8) else { return Err(bad("no data chunk in the header")) };
+            let size = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]) as usize;
+            if &chunk[..4] == b"data" {
+                break pos + 8;
+            }
+            pos += 8 + size + (size & 1);
+        } as u64;
+        let frames = self.file.metadata()?.len().saturating_sub(data_start) / self.file_frame_bytes.max(1);
+        let data_len = frames * self.file_frame_bytes;
+        let riff_len =
+            u32::try_from(data_start + data_len - 8).map_err(|_| bad("over 4 GiB, too long for WAV"))?;
+        self.file.set_len(data_start + data_len)?;
+        self.file.write_all_at(&riff_len.to_le_bytes(), 4)?;
+        self.file.write_all_at(&(data_len as u32).to_le_bytes(), data_start - 4)?;
+        Ok(frames)
     }
 
     /// Frames written so far.
@@ -135,11 +248,24 @@ impl WavRecorder {
         self.frames
     }
 
-    /// Writes the final header and closes the file.
-    pub fn finish(self) -> Result<u64, RecordError> {
-        let path = self.path;
-        self.writer.finalize().map_err(|source| RecordError::Write { path, source })?;
+    /// Writes the final header and closes the file. After an earlier error the file is
+    /// already closed: this says how many frames it holds.
+    pub fn finish(mut self) -> Result<u64, RecordError> {
+        if let Some(w) = self.writer.take() {
+            if let Err(e) = w.finalize() {
+                return Err(self.fail(e));
+            }
+        }
         Ok(self.frames)
+    }
+}
+
+/// The errno's name when `e` says the disk or the quota is full.
+fn disk_full(e: &io::Error) -> Option<&'static str> {
+    match nix::errno::Errno::from_raw(e.raw_os_error()?) {
+        nix::errno::Errno::ENOSPC => Some("ENOSPC"),
+        nix::errno::Errno::EDQUOT => Some("EDQUOT"),
+        _ => None,
     }
 }
 

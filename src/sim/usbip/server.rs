@@ -1,12 +1,17 @@
 //! The USB/IP server behind `isoscope virtual-device`: answers device lists and imports,
 //! then serves the imported device's URBs. Control transfers are answered at once; iso IN
 //! URBs complete at the bus's pace, one (micro)frame per packet. A malformed or hostile
-//! message closes that connection with the reason logged; the server goes on.
+//! message closes that connection with the reason logged; the server goes on. What a client
+//! can hold is bounded: [`MAX_CONNECTIONS`] at once, [`MAX_PENDING_ISO`] queued iso URBs
+//! each, a first request within [`STALL_LIMIT`] of connecting, the rest of a message within
+//! [`STALL_LIMIT`] of its first byte, and a write it does not read for [`STALL_LIMIT`].
+//! An imported connection may stay idle between messages as long as it likes (a host
+//! whose device is not in use sends nothing).
 
 use std::collections::VecDeque;
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +24,21 @@ use crate::usb::Speed;
 
 /// The bus id the virtual device is exported as.
 pub const BUSID: &str = "1-1";
+
+/// How long a client has for its first request, for the rest of a message once it has
+/// begun, and to read what the server writes; past it the connection is closed. (Short in
+/// unit tests.)
+pub const STALL_LIMIT: Duration =
+    if cfg!(test) { Duration::from_millis(400) } else { Duration::from_secs(10) };
+
+/// Connections served at once; more are refused (closed at once, logged).
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Iso URBs one connection may have queued (vhci-hcd keeps a few dozen); more close it.
+pub const MAX_PENDING_ISO: usize = 1024;
+
+/// How often a quiet read wakes to look at its deadline.
+const READ_POLL: Duration = Duration::from_millis(100);
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -83,17 +103,26 @@ pub fn serve(
 ) -> Result<(), ServerError> {
     VirtualDevice::new(cfg.clone())?; // validate before accepting
     let log = Arc::new(log);
+    let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((sock, peer)) => {
+                if active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+                    log(format!("{peer}: refused: already serving {MAX_CONNECTIONS} connections"));
+                    continue; // dropping the socket closes it
+                }
+                active.fetch_add(1, Ordering::AcqRel);
                 let (cfg, conn_log, stop) = (cfg.clone(), Arc::clone(&log), Arc::clone(&stop));
+                let done = Arc::clone(&active);
                 let spawned = std::thread::Builder::new().name("isoscope-usbip".into()).spawn(move || {
                     match serve_connection(sock, cfg, &stop) {
                         Ok(note) => conn_log(format!("{peer}: {note}")),
                         Err(reason) => conn_log(format!("{peer}: connection closed: {reason}")),
                     }
+                    done.fetch_sub(1, Ordering::AcqRel);
                 });
                 if let Err(e) = spawned {
+                    active.fetch_sub(1, Ordering::AcqRel);
                     log(format!("{peer}: cannot start a thread for the connection: {e}"));
                 }
             }
@@ -106,15 +135,71 @@ pub fn serve(
     Ok(())
 }
 
+/// Reads the socket (which has a short read timeout) with the server's patience: between
+/// messages it waits as long as `idle_ok` allows (forever, or [`STALL_LIMIT`] from the
+/// last [`Patient::begin`]); once a message has begun, the rest must come within
+/// [`STALL_LIMIT`] of its first byte.
+struct Patient {
+    sock: TcpStream,
+    idle_ok: bool,
+    /// When waiting for the current message began.
+    since: Instant,
+    /// When its first byte came.
+    started: Option<Instant>,
+}
+
+impl Patient {
+    fn new(sock: TcpStream, idle_ok: bool) -> Patient {
+        Patient { sock, idle_ok, since: Instant::now(), started: None }
+    }
+
+    /// The next read is the start of a new message.
+    fn begin(&mut self) {
+        self.since = Instant::now();
+        self.started = None;
+    }
+}
+
+impl Read for Patient {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.sock.read(buf) {
+                Ok(n) => {
+                    if n > 0 {
+                        self.started.get_or_insert_with(Instant::now);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    let stalled = match self.started {
+                        Some(t) if t.elapsed() >= STALL_LIMIT => {
+                            format!("a message began and its rest did not come within {STALL_LIMIT:?}")
+                        }
+                        None if !self.idle_ok && self.since.elapsed() >= STALL_LIMIT => {
+                            format!("no request within {STALL_LIMIT:?} of connecting")
+                        }
+                        _ => continue,
+                    };
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, stalled));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// Serves one connection: a device list, or an import followed by URB traffic.
-fn serve_connection(
-    mut sock: TcpStream,
-    cfg: VirtualDeviceConfig,
-    stop: &AtomicBool,
-) -> Result<String, String> {
+fn serve_connection(sock: TcpStream, cfg: VirtualDeviceConfig, stop: &AtomicBool) -> Result<String, String> {
     sock.set_nodelay(true).ok();
+    // Socket options, so they hold for every handle of it: reads wake to look at their
+    // deadline; a client that does not read what we write is let go of.
+    sock.set_read_timeout(Some(READ_POLL)).map_err(|e| format!("cannot set a read timeout: {e}"))?;
+    sock.set_write_timeout(Some(STALL_LIMIT)).map_err(|e| format!("cannot set a write timeout: {e}"))?;
     let mut device = VirtualDevice::new(cfg).map_err(|e| e.to_string())?;
-    match wire::read_op_request(&mut sock).map_err(|e| e.to_string())? {
+    let mut first = Patient::new(sock.try_clone().map_err(|e| e.to_string())?, false);
+    let request = wire::read_op_request(&mut first).map_err(|e| e.to_string())?;
+    let mut sock = sock;
+    match request {
         OpRequest::DevList => {
             sock.write_all(&exported(&device, BUSID).devlist_reply()).map_err(|e| e.to_string())?;
             Ok("sent the device list".into())
@@ -139,10 +224,11 @@ struct PendingIso {
 fn serve_urbs(sock: TcpStream, device: &mut VirtualDevice, stop: &AtomicBool) -> Result<String, String> {
     let mut writer = sock.try_clone().map_err(|e| e.to_string())?;
     let (tx, rx) = crossbeam_channel::bounded::<Result<Command, WireError>>(256);
-    let mut reader = sock;
+    let mut reader = Patient::new(sock, true);
     std::thread::Builder::new()
         .name("isoscope-usbip-rx".into())
         .spawn(move || loop {
+            reader.begin();
             let cmd = wire::read_command(&mut reader);
             let end = cmd.is_err();
             if tx.send(cmd).is_err() || end {
@@ -228,6 +314,11 @@ fn urb_loop(
             Command::Submit(cmd)
                 if cmd.ep == 1 && cmd.direction == wire::USBIP_DIR_IN && cmd.number_of_packets.is_some() =>
             {
+                if pending.len() >= MAX_PENDING_ISO {
+                    return Err(format!(
+                        "more than {MAX_PENDING_ISO} iso URBs queued at once (a host keeps a few dozen)"
+                    ));
+                }
                 // ASAP scheduling: right after the previous URB, or now if the queue ran dry.
                 let start = bus_clock.max(Instant::now());
                 let due = start + packet * cmd.iso.len() as u32;
@@ -247,13 +338,68 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn start(cfg: VirtualDeviceConfig) -> (SocketAddr, Arc<AtomicBool>) {
+    /// A server on loopback; its log lines arrive on the receiver.
+    fn start(cfg: VirtualDeviceConfig) -> (SocketAddr, Arc<AtomicBool>, Receiver<String>) {
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s = Arc::clone(&stop);
-        std::thread::spawn(move || serve(listener, cfg, s, |_| {}).unwrap());
-        (addr, stop)
+        let (log_tx, log_rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("test-usbip-server".into())
+            .spawn(move || {
+                serve(listener, cfg, s, move |l| {
+                    let _ = log_tx.send(l);
+                })
+                .unwrap()
+            })
+            .unwrap();
+        (addr, stop, log_rx)
+    }
+
+    /// Waits for a log line containing `want`.
+    fn logged(log: &Receiver<String>, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = Vec::new();
+        while let Ok(line) = log.recv_deadline(deadline) {
+            if line.contains(want) {
+                return line;
+            }
+            seen.push(line);
+        }
+        panic!("no log line with '{want}'; saw {seen:?}");
+    }
+
+    /// A client that imports the device (with a read timeout, so a test never hangs).
+    fn import(addr: SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&wire::import_request(BUSID)).unwrap();
+        assert_eq!(wire::read_import_reply(&mut s).unwrap(), Some((1, 2, 3)));
+        s
+    }
+
+    /// A well-behaved imported client is answered: GET_DESCRIPTOR(device).
+    fn answered(s: &mut TcpStream, seq: u32) {
+        s.write_all(&submit(seq, 1, 0, [0x80, 6, 0, 1, 0, 0, 18, 0], 18, &[])).unwrap();
+        let (got, status, dev) = read_ret(s, 0);
+        assert_eq!((got, status, dev.len()), (seq, 0, 18));
+    }
+
+    /// The server hangs up on `s` within `within`.
+    fn hung_up_within(s: &mut TcpStream, within: Duration) {
+        let t0 = Instant::now();
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut b = [0u8; 4096];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("no hang-up within {within:?}: {e}"),
+            }
+        }
+        assert!(t0.elapsed() < within, "hung up only after {:?}", t0.elapsed());
     }
 
     fn submit(seq: u32, dir: u32, ep: u32, setup: [u8; 8], len: u32, iso: &[(u32, u32)]) -> Vec<u8> {
@@ -284,7 +430,7 @@ mod tests {
 
     #[test]
     fn import_then_control_and_paced_iso_traffic() {
-        let (addr, stop) = start(VirtualDeviceConfig::default());
+        let (addr, stop, _log) = start(VirtualDeviceConfig::default());
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(&wire::import_request(BUSID)).unwrap();
         assert_eq!(wire::read_import_reply(&mut s).unwrap(), Some((1, 2, 3)));
@@ -330,7 +476,7 @@ mod tests {
 
     #[test]
     fn garbage_closes_only_that_connection() {
-        let (addr, stop) = start(VirtualDeviceConfig::default());
+        let (addr, stop, _log) = start(VirtualDeviceConfig::default());
         let mut bad = TcpStream::connect(addr).unwrap();
         bad.write_all(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0]).unwrap();
         let mut buf = [0u8; 1];
@@ -340,6 +486,142 @@ mod tests {
         let mut h = [0u8; 12];
         ok.read_exact(&mut h).unwrap();
         assert_eq!(u32::from_be_bytes(h[8..12].try_into().unwrap()), 1, "one device listed");
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn out_of_order_and_truncated_messages_close_only_that_connection() {
+        let (addr, stop, log) = start(VirtualDeviceConfig::default());
+        let mut good = import(addr);
+        answered(&mut good, 1);
+        // CMD_SUBMIT before any import: not an OP request.
+        let mut early = TcpStream::connect(addr).unwrap();
+        early.write_all(&submit(1, 1, 0, [0x80, 6, 0, 1, 0, 0, 18, 0], 18, &[])).unwrap();
+        hung_up_within(&mut early, Duration::from_secs(2));
+        logged(&log, "unsupported USB/IP version");
+        // An import of a bus id we do not export: refused, then traffic gets nothing.
+        let mut wrong = TcpStream::connect(addr).unwrap();
+        wrong.write_all(&wire::import_request("9-9")).unwrap();
+        wrong.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert_eq!(wire::read_import_reply(&mut wrong).unwrap(), None, "refused");
+        let _ = wrong.write_all(&submit(2, 1, 0, [0x80, 6, 0, 1, 0, 0, 18, 0], 18, &[]));
+        hung_up_within(&mut wrong, Duration::from_secs(2));
+        logged(&log, "unknown bus id '9-9'");
+        // An OP request after the import (padded to a command header): an unknown command.
+        let mut again = import(addr);
+        again.write_all(&[wire::import_request(BUSID), vec![0; 8]].concat()).unwrap();
+        hung_up_within(&mut again, Duration::from_secs(2));
+        logged(&log, "unknown command");
+        // A header, then EOF.
+        let mut cut = import(addr);
+        cut.write_all(&submit(3, 1, 0, [0; 8], 0, &[])[..20]).unwrap();
+        cut.shutdown(std::net::Shutdown::Write).unwrap();
+        hung_up_within(&mut cut, Duration::from_secs(2));
+        logged(&log, "closed the connection");
+        answered(&mut good, 2);
+        answered(&mut import(addr), 1);
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn oversized_submits_are_refused_before_anything_is_allocated() {
+        let (addr, stop, log) = start(VirtualDeviceConfig::default());
+        let mut good = import(addr);
+        for (bad, why) in [
+            // number_of_packets huge (2^31 descriptors would be 32 GiB).
+            (submit(1, 1, 1, [0; 8], 1024, &[]), "number_of_packets"),
+            // transfer_buffer_length over the limit, OUT: its data would be read.
+            (submit(1, 0, 2, [0; 8], 0xffff_fff0, &[]), "transfer_buffer_length"),
+            // The packets' lengths add up to more than the buffer.
+            (submit(1, 1, 1, [0; 8], 10, &[(0, 8), (8, 8)]), "iso packet end"),
+        ] {
+            let mut bad = bad;
+            if why == "number_of_packets" {
+                bad[0x20..0x24].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
+            }
+            let mut s = import(addr);
+            s.write_all(&bad).unwrap();
+            hung_up_within(&mut s, Duration::from_secs(2));
+            logged(&log, why);
+            answered(&mut good, 2);
+        }
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn a_client_that_stalls_is_let_go_of_and_an_idle_import_is_not() {
+        let (addr, stop, log) = start(VirtualDeviceConfig::default());
+        let within = STALL_LIMIT + Duration::from_secs(2);
+        let mut idle = import(addr);
+        // Nothing at all after connecting.
+        let mut silent = TcpStream::connect(addr).unwrap();
+        hung_up_within(&mut silent, within);
+        logged(&log, "no request within");
+        // Half an OP request.
+        let mut half_op = TcpStream::connect(addr).unwrap();
+        half_op.write_all(&wire::import_request(BUSID)[..10]).unwrap();
+        hung_up_within(&mut half_op, within);
+        logged(&log, "did not come within");
+        // Half a CMD_SUBMIT header after the import.
+        let mut half_cmd = import(addr);
+        half_cmd.write_all(&submit(1, 1, 0, [0; 8], 0, &[])[..30]).unwrap();
+        hung_up_within(&mut half_cmd, within);
+        logged(&log, "did not come within");
+        // An OUT submit of 4 MiB with 100 bytes of its data.
+        let mut half_data = import(addr);
+        half_data.write_all(&submit(1, 0, 2, [0; 8], 4 << 20, &[])).unwrap();
+        half_data.write_all(&[0u8; 100]).unwrap();
+        hung_up_within(&mut half_data, within);
+        logged(&log, "did not come within");
+        // The imported host that sent nothing all this time is still served.
+        assert!(STALL_LIMIT < Duration::from_secs(1));
+        answered(&mut idle, 1);
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn a_client_cannot_queue_iso_urbs_without_bound() {
+        let (addr, stop, log) = start(VirtualDeviceConfig::default());
+        let mut good = import(addr);
+        let mut greedy = import(addr);
+        // 128 packets of 125 us each: 16 ms per URB, so they queue far faster than they complete.
+        let iso: Vec<(u32, u32)> = (0..128).map(|i| (i * 28, 28)).collect();
+        let one = submit(0, 1, 1, [0; 8], 128 * 28, &iso);
+        let mut burst = Vec::new();
+        for seq in 0..(MAX_PENDING_ISO as u32 + 64) {
+            let mut m = one.clone();
+            m[4..8].copy_from_slice(&seq.to_be_bytes());
+            burst.extend_from_slice(&m);
+        }
+        let _ = greedy.write_all(&burst); // the server may hang up before it has read it all
+        hung_up_within(&mut greedy, Duration::from_secs(5));
+        logged(&log, "iso URBs queued at once");
+        answered(&mut good, 1);
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn connections_past_the_limit_are_refused_and_the_others_served() {
+        let (addr, stop, log) = start(VirtualDeviceConfig::default());
+        let mut held: Vec<TcpStream> = (0..MAX_CONNECTIONS).map(|_| import(addr)).collect();
+        let mut extra = TcpStream::connect(addr).unwrap();
+        hung_up_within(&mut extra, Duration::from_secs(2));
+        logged(&log, "refused: already serving");
+        answered(&mut held[0], 1);
+        // One goes away: a new one is served once the server has seen it go.
+        drop(held.pop());
+        let t0 = Instant::now();
+        let mut next = loop {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.write_all(&wire::import_request(BUSID)).unwrap();
+            if let Ok(Some(_)) = wire::read_import_reply(&mut s) {
+                break s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "a freed place was never given again");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        answered(&mut next, 1);
         stop.store(true, Ordering::Relaxed);
     }
 }

@@ -5,7 +5,11 @@
 //! each on its own thread. Iso IN packets are paced by the wall clock (QEMU has no flow
 //! control: it buffers about 60 ms and drops what runs ahead). A malformed message that the
 //! protocol can skip is skipped and logged; one it cannot closes the connection with the
-//! reason logged; the server goes on.
+//! reason logged; the server goes on. Since one client holds the server, no client can hold
+//! it forever: its hello must come within [`STALL_LIMIT`] of connecting, a message once
+//! begun must be complete within it, and a write it does not read for [`STALL_LIMIT`]
+//! closes the connection. Messages before the hello are skipped (their id width is not yet
+//! known), as is a second hello.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,6 +33,15 @@ pub enum ServerError {
     #[error(transparent)]
     Device(#[from] crate::sim::SimError),
 }
+
+/// How long the server waits for a client's hello after it connects, for the rest of a
+/// message that has begun, and for a client to read what the server writes. A client that
+/// stalls past it is disconnected, so the next one can be served. (Short in unit tests.)
+pub const STALL_LIMIT: Duration =
+    if cfg!(test) { Duration::from_millis(400) } else { Duration::from_secs(10) };
+
+/// How often the reader looks at its deadlines while the socket is quiet.
+const READ_POLL: Duration = Duration::from_millis(100);
 
 /// The version string our hello carries.
 const VERSION: &str = concat!("isoscope ", env!("CARGO_PKG_VERSION"));
@@ -150,11 +163,17 @@ enum Incoming {
 }
 
 /// The read half: parses messages from the socket and hands them over in order. Ends with
-/// `Err(reason)` on a message the protocol cannot skip, or `Err("closed")` at end of stream.
+/// `Err(reason)` on a message the protocol cannot skip or a client that stalls (no hello,
+/// or half a message, for [`STALL_LIMIT`]), or `Err("closed")` at end of stream. The
+/// socket must have a read timeout (it wakes the deadline checks).
 fn reader(mut sock: TcpStream, tx: Sender<Result<Incoming, String>>) {
     let mut link = Link::new(Caps::DEVICE);
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
     let mut chunk = vec![0u8; 64 << 10];
+    let connected = Instant::now();
+    let mut hello_seen = false;
+    // When the incomplete message at the start of `buf` began to arrive.
+    let mut partial_since: Option<Instant> = None;
     loop {
         // Take every whole message in the buffer.
         let mut at = 0;
@@ -162,11 +181,22 @@ fn reader(mut sock: TcpStream, tx: Sender<Result<Incoming, String>>) {
             match wire::parse(&buf[at..], &link) {
                 Ok(Parsed::Incomplete { .. }) => break None,
                 Ok(Parsed::Message(frame)) => {
+                    let ty = wire::Header::parse(&buf[at..], &link).map_or(0, |h| h.ty);
                     at += frame.consumed;
-                    let msg = incoming(frame.id, frame.message);
-                    if let Incoming::Hello { caps, .. } = &msg {
-                        link = link.with_peer(*caps);
-                    }
+                    let msg = match incoming(frame.id, frame.message) {
+                        // Only the first hello sets the link (the id width); the
+                        // connection's own loop ignores a second one too.
+                        Incoming::Hello { caps, version } if !hello_seen => {
+                            hello_seen = true;
+                            link = link.with_peer(caps);
+                            Incoming::Hello { caps, version }
+                        }
+                        msg @ Incoming::Hello { .. } => msg,
+                        _ if !hello_seen => {
+                            Incoming::Skipped(format!("skipped a message of type {ty} sent before the hello"))
+                        }
+                        msg => msg,
+                    };
                     if tx.send(Ok(msg)).is_err() {
                         return;
                     }
@@ -190,6 +220,11 @@ fn reader(mut sock: TcpStream, tx: Sender<Result<Incoming, String>>) {
             let _ = tx.send(Err(reason));
             return;
         }
+        if buf.is_empty() {
+            partial_since = None;
+        } else if at > 0 || partial_since.is_none() {
+            partial_since = Some(Instant::now());
+        }
         match sock.read(&mut chunk) {
             Ok(0) => {
                 let _ = tx.send(Err("closed".into()));
@@ -197,6 +232,22 @@ fn reader(mut sock: TcpStream, tx: Sender<Result<Incoming, String>>) {
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                let stalled = if partial_since.is_some_and(|t| t.elapsed() >= STALL_LIMIT) {
+                    Some(format!(
+                        "{} bytes of a message, then nothing for {STALL_LIMIT:?}: the client stalled",
+                        buf.len()
+                    ))
+                } else if !hello_seen && connected.elapsed() >= STALL_LIMIT {
+                    Some(format!("no hello within {STALL_LIMIT:?} of connecting"))
+                } else {
+                    None
+                };
+                if let Some(reason) = stalled {
+                    let _ = tx.send(Err(reason));
+                    return;
+                }
+            }
             Err(e) => {
                 let _ = tx.send(Err(format!("read failed: {e}")));
                 return;
@@ -283,6 +334,10 @@ fn serve_connection(
     log: &dyn Fn(String),
 ) -> Result<String, String> {
     sock.set_nodelay(true).ok();
+    // Socket options, so they hold for both halves: the reader wakes to check its
+    // deadlines; a client that does not read what we write is let go of.
+    sock.set_read_timeout(Some(READ_POLL)).map_err(|e| format!("cannot set a read timeout: {e}"))?;
+    sock.set_write_timeout(Some(STALL_LIMIT)).map_err(|e| format!("cannot set a write timeout: {e}"))?;
     let device = VirtualDevice::new(cfg.clone()).map_err(|e| e.to_string())?;
     let read_half = sock.try_clone().map_err(|e| e.to_string())?;
     let (tx, rx) = crossbeam_channel::bounded::<Result<Incoming, String>>(1024);
@@ -667,18 +722,44 @@ mod tests {
     }
 
     impl Guest {
-        fn connect(addr: SocketAddr) -> Guest {
+        /// Connects and reads the device's hello, sending none yet.
+        fn open(addr: SocketAddr) -> Guest {
             let s = TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut g = Guest { s, link: Link::new(Caps::DEVICE), buf: Vec::new() };
-            let mut hello = Vec::new();
-            wire::encode_hello(&mut hello, "qemu usb-redir guest 7.2.0", Caps::DEVICE);
-            g.s.write_all(&hello).unwrap();
             let h = g.next();
             assert_eq!(h.ty, wire::TYPE_HELLO);
             assert!(h.body.starts_with(b"isoscope "));
-            g.link = g.link.with_peer(Caps::DEVICE);
             g
+        }
+
+        fn hello(&mut self) {
+            let mut hello = Vec::new();
+            wire::encode_hello(&mut hello, "qemu usb-redir guest 7.2.0", Caps::DEVICE);
+            self.s.write_all(&hello).unwrap();
+            self.link = self.link.with_peer(Caps::DEVICE);
+        }
+
+        fn connect(addr: SocketAddr) -> Guest {
+            let mut g = Guest::open(addr);
+            g.hello();
+            g
+        }
+
+        /// Waits for the device to hang up (end of stream or a reset), at most `within`.
+        fn hung_up_within(&mut self, within: Duration) {
+            let t0 = Instant::now();
+            self.s.set_read_timeout(Some(within)).unwrap();
+            let mut b = [0u8; 4096];
+            loop {
+                match self.s.read(&mut b) {
+                    Ok(0) => break,
+                    Ok(_) => assert!(t0.elapsed() < within, "still talking after {within:?}"),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                    Err(e) => panic!("no hang-up within {within:?}: {e}"),
+                }
+            }
+            assert!(t0.elapsed() < within, "hung up only after {:?}", t0.elapsed());
         }
 
         /// The next message from the device (the test parses headers itself, as QEMU does).
@@ -888,6 +969,124 @@ mod tests {
         let again = g.until(wire::TYPE_DEVICE_CONNECT);
         assert!(again.iter().all(|m| m.ty != wire::TYPE_ISO_PACKET), "no packets of the old stream");
         assert_eq!(again.last().unwrap().body[0], wire::Speed::Full as u8, "UAC1 at full speed");
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    /// The next connection is served: the device plugs in and answers.
+    fn next_connection_is_served(addr: SocketAddr) {
+        let mut g = Guest::connect(addr);
+        g.until(wire::TYPE_DEVICE_CONNECT);
+        g.send(wire::TYPE_GET_CONFIGURATION, 99, &[], &[]);
+        let st = g.until(wire::TYPE_CONFIGURATION_STATUS).pop().unwrap();
+        assert_eq!((st.id, st.body), (99, vec![Status::SUCCESS.0, 1]));
+    }
+
+    /// Runs `talk` on a plugged-in connection to a fresh server, then checks that the next
+    /// connection is served.
+    fn on_a_connection_then_the_next(talk: impl FnOnce(&mut Guest)) {
+        let (addr, stop) = start(VirtualDeviceConfig::default(), Replug::default());
+        let mut g = Guest::connect(addr);
+        g.until(wire::TYPE_DEVICE_CONNECT);
+        talk(&mut g);
+        drop(g);
+        next_connection_is_served(addr);
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn data_before_hello_and_a_second_hello_are_skipped() {
+        let (addr, stop) = start(VirtualDeviceConfig::default(), Replug::default());
+        let mut g = Guest::open(addr);
+        // Before the hello (32-bit ids): a request and a control packet, neither answered.
+        g.send(wire::TYPE_GET_CONFIGURATION, 3, &[], &[]);
+        g.send(wire::TYPE_CONTROL_PACKET, 4, &[0x80, 6, 0x80, 0, 0, 1, 0, 0, 18, 0], &[]);
+        g.hello();
+        let types: Vec<u32> = g.until(wire::TYPE_DEVICE_CONNECT).iter().map(|m| m.ty).collect();
+        assert_eq!(types, [wire::TYPE_EP_INFO, wire::TYPE_INTERFACE_INFO, wire::TYPE_DEVICE_CONNECT]);
+        // A second hello offering no capabilities changes nothing: ids stay 64-bit.
+        let mut version = [0u8; 64];
+        version[..5].copy_from_slice(b"evil\0");
+        g.send(wire::TYPE_HELLO, 0, &version, &0u32.to_le_bytes());
+        g.send(wire::TYPE_GET_CONFIGURATION, 1 << 40, &[], &[]);
+        let v = g.until(wire::TYPE_CONFIGURATION_STATUS);
+        assert_eq!(v.len(), 1, "nothing answers the pre-hello messages or the second hello: {v:?}");
+        assert_eq!((v[0].id, v[0].body.clone()), (1 << 40, vec![Status::SUCCESS.0, 1]));
+        drop(g);
+        next_connection_is_served(addr);
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn control_packets_whose_length_disagrees_with_their_data_are_skipped() {
+        on_a_connection_then_the_next(|g| {
+            // OUT (SET_CUR of the clock) declaring 4 bytes, carrying 2; IN carrying data.
+            g.send(wire::TYPE_CONTROL_PACKET, 5, &[0x00, 1, 0x21, 0, 0, 1, 0, 0x29, 4, 0], &[0x80, 0xbb]);
+            g.send(wire::TYPE_CONTROL_PACKET, 6, &[0x80, 6, 0x80, 0, 0, 1, 0, 0, 18, 0], &[1, 2, 3]);
+            // An OUT declaring 64 KiB - 1 with none of it.
+            g.send(wire::TYPE_CONTROL_PACKET, 7, &[0x00, 1, 0x21, 0, 0, 1, 0, 0x29, 0xff, 0xff], &[]);
+            let dev = g.control_in(8, 0x80, 6, 0x0100, 0, 18);
+            assert_eq!((dev.body[3], dev.body.len()), (Status::SUCCESS.0, 10 + 18), "only id 8 is answered");
+        });
+    }
+
+    #[test]
+    fn iso_start_on_an_endpoint_that_does_not_exist_stalls() {
+        on_a_connection_then_the_next(|g| {
+            // 0x81 exists only at alt 1; 0x85 never; 0x01 is OUT; 0x8f is the last IN index.
+            for (id, ep) in [(1u64, 0x81u8), (2, 0x85), (3, 0x01), (4, 0x8f), (5, 0xff)] {
+                g.send(wire::TYPE_START_ISO_STREAM, id, &[ep, 8, 4], &[]);
+                let st = g.until(wire::TYPE_ISO_STREAM_STATUS).pop().unwrap();
+                assert_eq!((st.id, st.body), (id, vec![Status::STALL.0, ep]));
+            }
+            // Nothing streams: the next message is the answer to this request.
+            g.send(wire::TYPE_GET_CONFIGURATION, 6, &[], &[]);
+            assert_eq!(g.next().ty, wire::TYPE_CONFIGURATION_STATUS);
+        });
+    }
+
+    #[test]
+    fn a_thousand_messages_in_one_write_are_all_answered_in_order() {
+        on_a_connection_then_the_next(|g| {
+            let mut out = Vec::new();
+            for id in 0..1000u64 {
+                wire::encode_message(&mut out, &g.link, wire::TYPE_GET_ALT_SETTING, id, &[1], &[]);
+            }
+            g.s.write_all(&out).unwrap();
+            for id in 0..1000u64 {
+                let m = g.next();
+                assert_eq!((m.ty, m.id, m.body), (wire::TYPE_ALT_SETTING_STATUS, id, vec![0, 1, 0]));
+            }
+        });
+    }
+
+    /// One client at a time: a client that stalls must not hold the server. No hello, half a
+    /// header, and a message cut short each end that connection after [`STALL_LIMIT`].
+    #[test]
+    fn a_client_that_stalls_is_let_go_of_and_the_next_is_served() {
+        let (addr, stop) = start(VirtualDeviceConfig::default(), Replug::default());
+        let within = STALL_LIMIT + Duration::from_secs(2);
+        let mut silent = Guest::open(addr);
+        silent.hung_up_within(within);
+        next_connection_is_served(addr);
+        let mut half = Guest::connect(addr);
+        half.until(wire::TYPE_DEVICE_CONNECT);
+        half.s.write_all(&[100, 0, 0, 0, 10]).unwrap();
+        half.hung_up_within(within);
+        next_connection_is_served(addr);
+        let mut cut = Guest::connect(addr);
+        cut.until(wire::TYPE_DEVICE_CONNECT);
+        let mut m = Vec::new();
+        wire::encode_message(
+            &mut m,
+            &cut.link,
+            wire::TYPE_CONTROL_PACKET,
+            1,
+            &[0, 1, 0x21, 0, 0, 1, 0, 0x29, 4, 0],
+            &[1, 2, 3, 4],
+        );
+        cut.s.write_all(&m[..m.len() - 2]).unwrap();
+        cut.hung_up_within(within);
+        next_connection_is_served(addr);
         stop.store(true, Ordering::Relaxed);
     }
 
