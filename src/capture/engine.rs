@@ -25,7 +25,8 @@ use super::monitor::{raw_tap, RawSource, RawTap, SlotState, SlotStates};
 use super::plan::{ModeRequest, StreamConfig, UrbPlan};
 use super::stats::{thread_cpu_ns, CaptureCounters, StatsSnapshot};
 use crate::dma::{
-    BudgetError, BufferPool, MemoryLimit, MemoryPlan, PoolLayout, TransferPath, USBFS_MEMORY_MB_PATH,
+    human_bytes, BudgetError, BufferPool, MemoryLimit, MemoryPlan, PoolLayout, TransferPath,
+    USBFS_MEMORY_MB_PATH,
 };
 use crate::dsp::{decode_into, PcmFormat};
 use crate::usb::urb::{IsoUrb, PacketStatus, UrbError};
@@ -107,7 +108,7 @@ pub enum CaptureError {
     #[error("{device}: cannot build iso URBs: {source}")]
     Urb { device: String, source: UrbError },
     #[error("{device}: {source}{fix}")]
-    Device { device: String, source: BackendError, fix: &'static str },
+    Device { device: String, source: BackendError, fix: String },
     #[error("{device}: device disconnected. What was captured so far is kept; reconnect the device and start again")]
     Disconnected { device: String },
     #[error("{device}: no valid data for {:.1} s: {}. What was captured before is kept", .window.as_secs_f64(), no_data_detail(.packets, .failed, .errno))]
@@ -147,20 +148,62 @@ fn no_data_detail(packets: &u64, failed: &u64, errno: &Option<i32>) -> String {
     }
 }
 
+/// What the capture holds of usbfs memory, to tell the causes of an ENOMEM apart (the
+/// kernel says ENOMEM for its cap and for a failed allocation alike, and does not export
+/// the machine-wide usage: only our own share is known).
+#[derive(Clone, Copy, Debug)]
+struct MemoryUse {
+    /// Bytes this capture's plan counts against usbfs_memory_mb.
+    ours: u64,
+    /// The cap in MiB (0: unlimited), if readable.
+    usbfs_memory_mb: Option<u32>,
+    path: TransferPath,
+    /// Buffer bytes per URB (what copy mode kmallocs for each one).
+    urb_bytes: usize,
+}
+
+/// The fix for an ENOMEM from the data path, by what the numbers say caused it.
+fn enomem_fix(m: MemoryUse) -> String {
+    let kmalloc = match m.path {
+        TransferPath::Copy => format!(
+            "; in copy mode the kernel allocates a physically contiguous {} buffer for every URB it \
+             submits, which fails when memory is fragmented (zero-copy allocates its buffers once, at \
+             start: try --mode zerocopy)",
+            human_bytes(m.urb_bytes as u64)
+        ),
+        TransferPath::ZeroCopy => String::new(),
+    };
+    match m.usbfs_memory_mb {
+        Some(0) => format!(
+            ". usbfs_memory_mb is 0 (unlimited), so this is not the usbfs cap: the kernel could not \
+             allocate the memory{kmalloc}. Free memory, or use fewer or smaller URBs (--urbs, --packets)"
+        ),
+        Some(mb) if m.ours < u64::from(mb) << 20 => format!(
+            ". isoscope's share is {} of the {mb} MiB usbfs cap, so either other usbfs programs hold the \
+             rest (the cap is one for the whole machine, and the kernel does not say who uses it), or the \
+             kernel could not allocate the memory{kmalloc}. Close other USB programs (SDR, webcams, \
+             libusb tools) or raise the cap (`echo {} | sudo tee {USBFS_MEMORY_MB_PATH}`)",
+            human_bytes(m.ours),
+            (mb * 2).max(16)
+        ),
+        _ => format!(
+            ". The usbfs memory cap (usbfs_memory_mb) is shared by every usbfs user on the machine and \
+             isoscope's plan ({}) needs all of it: use fewer or smaller URBs (--urbs, --packets), or raise \
+             it (see `isoscope list` for the current value)",
+            human_bytes(m.ours)
+        ),
+    }
+}
+
 impl CaptureError {
-    fn from_backend(device: &str, e: BackendError) -> CaptureError {
+    fn from_backend(device: &str, e: BackendError, memory: MemoryUse) -> CaptureError {
         let fix = match e {
             BackendError::Disconnected => return CaptureError::Disconnected { device: device.to_string() },
-            BackendError::NoMemory { .. } => {
-                ". The usbfs memory cap (usbfs_memory_mb) is shared by every usbfs user on the \
-                 machine and may be used up by other programs: use fewer or smaller URBs, or raise it \
-                 (see `isoscope list` for the current value)"
-            }
-            BackendError::Os { errno: Errno::EBUSY, .. } => {
-                ". Another program or kernel driver holds the interface: close it, or let isoscope \
-                 detach the kernel driver"
-            }
-            BackendError::Os { .. } => "",
+            BackendError::NoMemory { .. } => enomem_fix(memory),
+            BackendError::Os { errno: Errno::EBUSY, .. } => ". Another program or kernel driver holds the \
+                interface: close it, or let isoscope detach the kernel driver"
+                .into(),
+            BackendError::Os { .. } => String::new(),
         };
         CaptureError::Device { device: device.to_string(), source: e, fix }
     }
@@ -319,10 +362,16 @@ fn prepare<B: Backend>(
     }
     let spare = urbs.split_off(plan.urbs_in_flight);
     let slots = SlotStates::new(plan.total_urbs());
+    let memory_use = MemoryUse {
+        ours: memory.usbfs_bytes(),
+        usbfs_memory_mb: limit.usbfs_memory_mb,
+        path,
+        urb_bytes: memory.urb_bytes,
+    };
     let stream_t0 = Instant::now();
     for urb in urbs {
         let id = urb.id();
-        backend.submit(urb).map_err(|(_, e)| CaptureError::from_backend(&name, e))?;
+        backend.submit(urb).map_err(|(_, e)| CaptureError::from_backend(&name, e, memory_use))?;
         slots.set(id, SlotState::InFlight);
     }
 
@@ -353,6 +402,7 @@ fn prepare<B: Backend>(
         urb_limit,
         no_data_timeout: cfg.no_data_timeout,
         quiet: QuietWindow::new(stream_t0),
+        memory_use,
     };
     Ok((worker, info, cmd_tx, ev_rx, tap, retired_rx))
 }
@@ -505,6 +555,8 @@ struct Worker<B: Backend> {
     no_data_timeout: Option<Duration>,
     /// The packets since valid data last came.
     quiet: QuietWindow,
+    /// Our usbfs memory, for ENOMEM messages.
+    memory_use: MemoryUse,
 }
 
 /// The packets completed since the last valid byte: how many, and how many failed with
@@ -572,7 +624,7 @@ impl<B: Backend> Worker<B> {
             match self.backend.reap(REAP_WAIT) {
                 Ok(Some(urb)) => {
                     if let Err(e) = self.on_reaped(urb, true) {
-                        break Outcome::Failed(CaptureError::from_backend(&self.name, e));
+                        break Outcome::Failed(CaptureError::from_backend(&self.name, e, self.memory_use));
                     }
                     urbs_seen += 1;
                     if urbs_seen % 32 == 0 {
@@ -583,7 +635,7 @@ impl<B: Backend> Worker<B> {
                     }
                 }
                 Ok(None) => self.publish_times(cpu0, t0),
-                Err(e) => break Outcome::Failed(CaptureError::from_backend(&self.name, e)),
+                Err(e) => break Outcome::Failed(CaptureError::from_backend(&self.name, e, self.memory_use)),
             }
             if let Some(limit) = self.no_data_timeout {
                 let quiet = self.quiet.since.elapsed();
@@ -841,5 +893,37 @@ mod tests {
         let long = allocator_calls(1000);
         assert!(short > 0, "the check sees the set-up's allocations");
         assert_eq!(long, short, "{} more allocator calls for 900 more URBs", long - short);
+    }
+}
+
+#[cfg(test)]
+mod enomem_tests {
+    use super::{enomem_fix, MemoryUse};
+    use crate::dma::TransferPath;
+
+    fn use_(mb: Option<u32>, ours: u64, path: TransferPath) -> String {
+        enomem_fix(MemoryUse { ours, usbfs_memory_mb: mb, path, urb_bytes: 96 << 10 })
+    }
+
+    #[test]
+    fn an_enomem_says_which_cause_the_numbers_leave() {
+        // Cap 0: not the cap; in copy mode the per-URB contiguous allocation is named.
+        let m = use_(Some(0), 1 << 20, TransferPath::Copy);
+        assert!(m.contains("0 (unlimited), so this is not the usbfs cap"), "{m}");
+        assert!(
+            m.contains("contiguous 96.0 KiB buffer for every URB") && m.contains("--mode zerocopy"),
+            "{m}"
+        );
+        assert!(!m.contains("raise"), "raising an unlimited cap would mislead: {m}");
+        // Under the cap: others, or an allocation failure; the share and the knob are named.
+        let m = use_(Some(16), 2 << 20, TransferPath::ZeroCopy);
+        assert!(
+            m.contains("share is 2.0 MiB of the 16 MiB usbfs cap") && m.contains("other usbfs programs"),
+            "{m}"
+        );
+        assert!(m.contains("usbfs_memory_mb") && !m.contains("contiguous"), "{m}");
+        // Our plan alone fills it.
+        let m = use_(Some(1), 1 << 20, TransferPath::ZeroCopy);
+        assert!(m.contains("needs all of it") && m.contains("--urbs"), "{m}");
     }
 }
