@@ -9,16 +9,18 @@
 //! pushes the raw bytes into a second ring. Copy mode adds what the kernel does on the
 //! reaping thread: zero a bounce buffer at submit, copy the whole buffer at reap.
 //!
-//! Two figures per case, from separate criterion runs of the same code:
-//! - `engine_hot_path`: wall-clock time of the whole capture, engine and drain together
-//!   (when the drain thread falls behind, the engine drops and counts, it never waits);
+//! Two figures per case, from separate criterion runs of the same engine code:
+//! - `engine_hot_path`: wall-clock time of the whole capture while a drain thread on the
+//!   other core empties the rings (when it falls behind, the engine drops and counts, it
+//!   never waits). No run is retried: every run's ring drops are counted per case and
+//!   printed at the end (and written as JSON to `$ISOSCOPE_BENCH_DROPS` when set, with the
+//!   wall time of all runs, so the rate at which the consumer received frames follows), and
+//!   every run checks that each frame reached the drain thread or was counted as dropped.
 //! - `engine_thread_cpu`: the engine thread's own CPU time (CLOCK_THREAD_CPUTIME_ID, the
-//!   engine's `cpu_ns` counter), whatever the drain thread does.
-//!
-//! No run is retried: every run's ring drops are counted per case and printed at the end
-//! (and written as JSON to `$ISOSCOPE_BENCH_DROPS` when set), so a figure from runs in
-//! which the consumer fell behind is reported as such. Every run checks that each frame the
-//! engine produced reached the drain thread or was counted as dropped.
+//!   engine's `cpu_ns` counter) with no drain thread at all: runs of [`URBS_PER_ITER`] URBs
+//!   into rings that hold a whole run (emptied between runs, untimed), so nothing can drop
+//!   and no timing decides how much work is done; every run checks that the rings hold
+//!   every frame.
 //!
 //! `ISOSCOPE_BENCH_CALLGRIND=<case>:<urbs>` runs one fixed workload instead, with no drain
 //! thread (rings large enough for the whole run) and nothing paced, for
@@ -36,8 +38,9 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use isoscope::capture::{Capture, CaptureConfig, ModeRequest, Sink, StatsSnapshot};
 use isoscope::dsp::{PcmFormat, SampleFormat};
 use isoscope::sim::{SimConfig, SimDevice};
-use ringbuf::traits::{Consumer, Split};
-use ringbuf::{HeapCons, HeapRb};
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
+use ringbuf::wrap::Wrap;
+use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 /// 750 stereo S16 frames per microframe (6 MHz): 3000-byte packets, 3004 B requested.
 const FORMAT: PcmFormat = PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 6_000_000 };
@@ -84,6 +87,10 @@ struct Tally {
     /// Frames the engine pushed or tried to push (each sink counts its own).
     frames_offered: u64,
     frames_dropped: u64,
+    /// Sinks per run, and the wall-clock time of all runs: what the consumer received per
+    /// second is `(frames_offered - frames_dropped) / sinks` frames over `wall_ns`.
+    sinks: u64,
+    wall_ns: u64,
 }
 
 static TALLIES: Mutex<BTreeMap<String, Tally>> = Mutex::new(BTreeMap::new());
@@ -95,6 +102,8 @@ fn tally(case: &str, run: &Run) {
     e.runs_with_drops += u64::from(run.stats.ring_drops > 0);
     e.frames_offered += run.frames_offered;
     e.frames_dropped += run.stats.ring_drops;
+    e.sinks = run.sinks;
+    e.wall_ns += run.wall.as_nanos() as u64;
 }
 
 /// One capture run with a draining consumer thread.
@@ -102,13 +111,14 @@ struct Run {
     wall: Duration,
     stats: StatsSnapshot,
     frames_offered: u64,
+    sinks: u64,
 }
 
 /// Runs the engine for `urbs` URBs with a draining consumer thread on the other core, and
 /// checks that nothing was lost uncounted: every frame the engine produced reached the
 /// drain thread, once per sink, or is in the engine's `ring_drops`.
 fn run_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, urbs: u64) -> Run {
-    // Rings of about 20 URBs each.
+    // Rings of about 43 URBs each (16 MiB of bytes, 32 MiB of f32).
     let (bytes_p, mut bytes_c) = HeapRb::<u8>::new(16 << 20).split();
     let (frames_p, mut frames_c) = HeapRb::<f32>::new(8 << 20).split();
     let mut sinks = vec![Sink::Frames(frames_p)];
@@ -163,7 +173,7 @@ fn run_engine(dev: &SimDevice, mode: ModeRequest, with_bytes: bool, urbs: u64) -
         frames_offered,
         "frames neither received by the drain thread nor counted as dropped"
     );
-    Run { wall, stats, frames_offered }
+    Run { wall, stats, frames_offered, sinks: n_sinks }
 }
 
 /// Keeps the engine and the drain thread off each other's core (best effort).
@@ -187,38 +197,52 @@ fn memcpy_urbs(src: &[u8], dst: &mut [u8], urbs: u64) {
 /// (`cargo test`), which runs each case once and in a debug build.
 fn engine(c: &mut Criterion, urbs_per_iter: u64) {
     let dev = device();
-    for (group, measure) in [("engine_hot_path", Measure::Wall), ("engine_thread_cpu", Measure::EngineCpu)] {
-        let mut g = c.benchmark_group(group);
-        g.throughput(Throughput::Bytes(URB_BYTES * urbs_per_iter));
-        g.sample_size(10).measurement_time(Duration::from_secs(3));
-        for (sinks, with_bytes, name, mode) in CASES {
-            let id = format!("{group}/{sinks}/{name}");
-            g.bench_function(BenchmarkId::new(sinks, name), |b| {
-                b.iter_custom(|iters| {
-                    let run = run_engine(&dev, mode, with_bytes, urbs_per_iter * iters);
-                    tally(&id, &run);
-                    match measure {
-                        Measure::Wall => run.wall,
-                        Measure::EngineCpu => Duration::from_nanos(run.stats.cpu_ns),
-                    }
-                })
-            });
-        }
-        if let Measure::Wall = measure {
-            let src = vec![0x5Au8; URB_BYTES as usize];
-            let mut dst = vec![0u8; URB_BYTES as usize];
-            g.bench_function(BenchmarkId::new("baseline", "memcpy"), |b| {
-                b.iter(|| memcpy_urbs(&src, &mut dst, urbs_per_iter))
-            });
-        }
-        g.finish();
+    let mut g = c.benchmark_group("engine_hot_path");
+    g.throughput(Throughput::Bytes(URB_BYTES * urbs_per_iter));
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    for (sinks, with_bytes, name, mode) in CASES {
+        let id = format!("engine_hot_path/{sinks}/{name}");
+        g.bench_function(BenchmarkId::new(sinks, name), |b| {
+            b.iter_custom(|iters| {
+                let run = run_engine(&dev, mode, with_bytes, urbs_per_iter * iters);
+                tally(&id, &run);
+                run.wall
+            })
+        });
     }
-}
+    let src = vec![0x5Au8; URB_BYTES as usize];
+    let mut dst = vec![0u8; URB_BYTES as usize];
+    g.bench_function(BenchmarkId::new("baseline", "memcpy"), |b| {
+        b.iter(|| memcpy_urbs(&src, &mut dst, urbs_per_iter))
+    });
+    g.finish();
 
-#[derive(Clone, Copy)]
-enum Measure {
-    Wall,
-    EngineCpu,
+    let mut g = c.benchmark_group("engine_thread_cpu");
+    g.throughput(Throughput::Bytes(URB_BYTES * urbs_per_iter));
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    for (sinks, with_bytes, name, mode) in CASES {
+        let mut rings = FixedRings::new(urbs_per_iter, with_bytes);
+        g.bench_function(BenchmarkId::new(sinks, name), |b| {
+            b.iter_custom(|iters| {
+                let mut cpu = Duration::ZERO;
+                for _ in 0..iters {
+                    let sinks = rings.sinks();
+                    let (_, stats) = Capture::run_blocking(
+                        dev.backend(),
+                        dev.stream(),
+                        &config(mode),
+                        sinks,
+                        urbs_per_iter,
+                    )
+                    .expect("bench capture");
+                    rings.check(&stats).unwrap_or_else(|e| panic!("{e}"));
+                    cpu += Duration::from_nanos(stats.cpu_ns);
+                }
+                cpu
+            })
+        });
+    }
+    g.finish();
 }
 
 /// Prints every case's ring drops (and writes them to `$ISOSCOPE_BENCH_DROPS`).
@@ -244,6 +268,57 @@ fn report_tallies() {
             eprintln!("cannot write {}: {e}", std::path::Path::new(&path).display());
             std::process::exit(1);
         }
+    }
+}
+
+/// Rings that hold every frame of `urbs` URBs for each sink, read by no one while the
+/// engine runs; emptied and handed to the engine again (new producers on the same rings)
+/// for each run, so they are allocated and faulted in once.
+struct FixedRings {
+    urbs: u64,
+    frames: HeapCons<f32>,
+    bytes: Option<HeapCons<u8>>,
+}
+
+impl FixedRings {
+    fn new(urbs: u64, with_bytes: bool) -> FixedRings {
+        let frames = (urbs * URB_FRAMES) as usize;
+        let (mut fp, fc) = HeapRb::<f32>::new(frames * usize::from(FORMAT.channels)).split();
+        let (mut bp, bc) = HeapRb::<u8>::new(frames * FORMAT.frame_bytes()).split();
+        // Fault the pages in now, not in the first measured run.
+        while fp.push_slice(&[0.0; 4096]) > 0 {}
+        while with_bytes && bp.push_slice(&[0; 4096]) > 0 {}
+        FixedRings { urbs, frames: fc, bytes: with_bytes.then_some(bc) }
+    }
+
+    /// Empties the rings and gives the engine its sinks on them.
+    fn sinks(&mut self) -> Vec<Sink> {
+        self.frames.clear();
+        let mut sinks = vec![Sink::Frames(HeapProd::new(Arc::clone(self.frames.rb_ref())))];
+        if let Some(b) = &mut self.bytes {
+            b.clear();
+            sinks.push(Sink::Bytes(HeapProd::new(Arc::clone(b.rb_ref()))));
+        }
+        sinks
+    }
+
+    /// Checks that a run of `self.urbs` URBs put every frame into every ring.
+    fn check(&self, stats: &StatsSnapshot) -> Result<(), String> {
+        let want = self.urbs * URB_FRAMES;
+        let got_frames = (self.frames.occupied_len() / usize::from(FORMAT.channels)) as u64;
+        let got_bytes = self.bytes.as_ref().map(|b| (b.occupied_len() / FORMAT.frame_bytes()) as u64);
+        if stats.urbs != self.urbs
+            || stats.ring_drops != 0
+            || got_frames != want
+            || got_bytes.is_some_and(|b| b != want)
+        {
+            return Err(format!(
+                "the fixed workload did not do its work: {} of {} URBs, {} drops, {got_frames} frames \
+                 and {got_bytes:?} byte frames of {want} in the rings",
+                stats.urbs, self.urbs, stats.ring_drops
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -279,39 +354,9 @@ fn fixed_workload(case: &str, urbs: u64) -> Result<(), String> {
         .iter()
         .find(|(s, _, m, _)| *s == sinks_name && *m == mode_name)
         .ok_or_else(|| format!("no such case: {case}"))?;
-    let frames = urbs * URB_FRAMES + 1;
-    let (bytes_p, bytes_c) = HeapRb::<u8>::new((frames as usize) * FORMAT.frame_bytes()).split();
-    let (frames_p, frames_c) = HeapRb::<f32>::new((frames as usize) * usize::from(FORMAT.channels)).split();
-    let mut sinks = vec![Sink::Frames(frames_p)];
-    if with_bytes {
-        sinks.push(Sink::Bytes(bytes_p));
-    }
-    let stats = callgrind_measured_engine(&device(), &config(mode), sinks, urbs);
-    check_full(&stats, urbs, &frames_c, with_bytes.then_some(&bytes_c))
-}
-
-fn check_full(
-    stats: &StatsSnapshot,
-    urbs: u64,
-    frames: &HeapCons<f32>,
-    bytes: Option<&HeapCons<u8>>,
-) -> Result<(), String> {
-    use ringbuf::traits::Observer;
-    let want = urbs * URB_FRAMES;
-    let got_frames = (frames.occupied_len() / usize::from(FORMAT.channels)) as u64;
-    let got_bytes = bytes.map(|b| (b.occupied_len() / FORMAT.frame_bytes()) as u64);
-    if stats.urbs != urbs
-        || stats.ring_drops != 0
-        || got_frames != want
-        || got_bytes.is_some_and(|b| b != want)
-    {
-        return Err(format!(
-            "the fixed workload did not do its work: {} of {urbs} URBs, {} drops, {got_frames} frames \
-             and {got_bytes:?} byte frames of {want} in the rings",
-            stats.urbs, stats.ring_drops
-        ));
-    }
-    Ok(())
+    let mut rings = FixedRings::new(urbs, with_bytes);
+    let stats = callgrind_measured_engine(&device(), &config(mode), rings.sinks(), urbs);
+    rings.check(&stats)
 }
 
 fn main() {

@@ -206,11 +206,9 @@ impl WavRecorder {
         };
         let path = self.path.clone();
         let (frames, seconds) = (self.frames, self.frames as f64 / f64::from(self.format.rate.max(1)));
-        match &source {
-            hound::Error::IoError(e) if disk_full(e).is_some() => {
-                RecordError::DiskFull { path, errno: disk_full(e).unwrap_or("ENOSPC"), frames, seconds, kept }
-            }
-            _ => RecordError::Write { path, source, frames, seconds, kept },
+        match disk_full(&source) {
+            Some(errno) => RecordError::DiskFull { path, errno, frames, seconds, kept },
+            None => RecordError::Write { path, source, frames, seconds, kept },
         }
     }
 
@@ -261,7 +259,8 @@ impl WavRecorder {
 }
 
 /// The errno's name when `e` says the disk or the quota is full.
-fn disk_full(e: &io::Error) -> Option<&'static str> {
+fn disk_full(e: &hound::Error) -> Option<&'static str> {
+    let hound::Error::IoError(e) = e else { return None };
     match nix::errno::Errno::from_raw(e.raw_os_error()?) {
         nix::errno::Errno::ENOSPC => Some("ENOSPC"),
         nix::errno::Errno::EDQUOT => Some("EDQUOT"),
@@ -331,6 +330,25 @@ mod tests {
         let got: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
         let want: Vec<f32> = values.iter().map(|&v| f32::from(v) / 32768.0).collect();
         assert_eq!(got, want);
+    }
+
+    /// /dev/full fails every write with ENOSPC and cannot be repaired (it reads as zeros):
+    /// still a disk-full error that names the file, and writes after it are ignored.
+    #[test]
+    fn a_full_device_is_a_disk_full_error_even_when_the_file_cannot_be_repaired() {
+        let format = PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 };
+        let path = Path::new("/dev/full");
+        let mut rec = WavRecorder::create(path, format).unwrap();
+        let bytes = vec![0x11u8; 64 << 10]; // past BufWriter's 8 KiB
+        let err = rec.write_bytes(&bytes).expect_err("/dev/full is full");
+        match &err {
+            RecordError::DiskFull { errno: "ENOSPC", kept: Kept::Damaged(_), .. } => {}
+            other => panic!("want DiskFull with a damaged file, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("/dev/full") && msg.contains("disk is full (ENOSPC)"), "{msg}");
+        assert!(rec.write_bytes(&bytes).is_ok(), "ignored after the error");
+        assert!(rec.finish().is_ok());
     }
 
     #[test]

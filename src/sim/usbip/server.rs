@@ -111,18 +111,16 @@ pub fn serve(
                     log(format!("{peer}: refused: already serving {MAX_CONNECTIONS} connections"));
                     continue; // dropping the socket closes it
                 }
-                active.fetch_add(1, Ordering::AcqRel);
+                let place = Place::take(&active);
                 let (cfg, conn_log, stop) = (cfg.clone(), Arc::clone(&log), Arc::clone(&stop));
-                let done = Arc::clone(&active);
                 let spawned = std::thread::Builder::new().name("isoscope-usbip".into()).spawn(move || {
+                    let _place = place; // given back when the thread ends, however it ends
                     match serve_connection(sock, cfg, &stop) {
                         Ok(note) => conn_log(format!("{peer}: {note}")),
                         Err(reason) => conn_log(format!("{peer}: connection closed: {reason}")),
                     }
-                    done.fetch_sub(1, Ordering::AcqRel);
                 });
                 if let Err(e) = spawned {
-                    active.fetch_sub(1, Ordering::AcqRel);
                     log(format!("{peer}: cannot start a thread for the connection: {e}"));
                 }
             }
@@ -185,6 +183,22 @@ impl Read for Patient {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// One of the [`MAX_CONNECTIONS`] places, held by a connection's thread.
+struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    fn take(active: &Arc<AtomicUsize>) -> Place {
+        active.fetch_add(1, Ordering::AcqRel);
+        Place(Arc::clone(active))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
