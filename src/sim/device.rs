@@ -1,8 +1,9 @@
 //! The virtual USB Audio Class capture device behind `isoscope virtual-device`, apart from
 //! any wire transport: its descriptors (UAC2 at high speed, or UAC1 at full speed), the
 //! standard and class control requests a host driver sends, configuration and alt setting
-//! state, and its iso IN stream, which follows the in-process simulator's signal and fault
-//! schedule so a capture can be verified. The transports ([`super::usbip`] for vhci-hcd,
+//! state, its iso IN stream, which follows the in-process simulator's signal and fault
+//! schedule so a capture can be verified, and its status interrupts (the audio control
+//! interface's interrupt IN endpoint, which reports a change of the sample clock). The transports ([`super::usbip`] for vhci-hcd,
 //! [`super::usbredir`] for QEMU's emulated host controllers) carry it and pace it; neither
 //! knows the other.
 
@@ -24,6 +25,11 @@ const OUTPUT_TERMINAL_ID: u8 = 0x02;
 pub const AS_INTERFACE: u8 = 1;
 /// The iso IN endpoint of the streaming interface's alt settings.
 pub const ISO_ENDPOINT: u8 = 0x81;
+/// The interrupt IN endpoint of the audio control interface (UAC's status endpoint).
+pub const STATUS_ENDPOINT: u8 = 0x82;
+/// Status messages the device keeps for a host that has no transfer waiting on the status
+/// endpoint; older ones are dropped (they describe a state that has changed since).
+const STATUS_QUEUE: usize = 4;
 /// Sample rates offered.
 pub const RATES: [u32; 2] = [48_000, 96_000];
 /// Sample formats of alt settings 1, 2, ...
@@ -76,6 +82,33 @@ impl VirtualDeviceConfig {
     }
 }
 
+/// One status interrupt: UAC2's interrupt data message (6 bytes: bInfo, bAttribute, wValue,
+/// wIndex) or UAC1's status word (2 bytes: bStatusType, bOriginator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusMessage {
+    bytes: [u8; 6],
+    len: u8,
+}
+
+impl StatusMessage {
+    /// UAC2: the CUR value of control `selector` (channel 0) of entity `entity` changed.
+    fn uac2_cur_changed(selector: u8, entity: u8) -> StatusMessage {
+        // bInfo 0: class-specific, from an interface (interface 0); bAttribute 1: CUR.
+        StatusMessage { bytes: [0x00, 0x01, 0x00, selector, 0x00, entity], len: 6 }
+    }
+
+    /// UAC1: the AS endpoint `endpoint` has a pending status (its sampling frequency).
+    fn uac1_endpoint_status(endpoint: u8) -> StatusMessage {
+        // bStatusType: D7 interrupt pending, D3..0 originator 2 = AS endpoint.
+        StatusMessage { bytes: [0x82, endpoint, 0, 0, 0, 0], len: 2 }
+    }
+
+    /// The bytes the status endpoint sends.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// A USB request that the device refuses (a STALL: -EPIPE on the host).
 pub const STALL: i32 = -libc::EPIPE;
 
@@ -102,6 +135,8 @@ pub struct VirtualDevice {
     /// Rendered streams by (format, rate): SET_INTERFACE and SET_CUR answer without
     /// rendering the signal again.
     twins: Vec<(SampleFormat, u32, SimDevice)>,
+    /// Status interrupts not yet sent, oldest first (at most [`STATUS_QUEUE`]).
+    status: std::collections::VecDeque<StatusMessage>,
 }
 
 impl VirtualDevice {
@@ -125,6 +160,7 @@ impl VirtualDevice {
             stream: None,
             frame: 0,
             twins: vec![(ALT_FORMATS[0], RATES[0], first)],
+            status: std::collections::VecDeque::with_capacity(STATUS_QUEUE),
         })
     }
 
@@ -182,6 +218,32 @@ impl VirtualDevice {
             0 => 0,
             alt => max_packet(&self.cfg, ALT_FORMATS[usize::from(alt) - 1]),
         }
+    }
+
+    /// wMaxPacketSize of the status endpoint: one message per transfer.
+    pub fn status_max_packet(&self) -> u16 {
+        match self.cfg.uac {
+            UacVersion::V2 => 6,
+            UacVersion::V1 => 2,
+        }
+    }
+
+    /// The oldest status interrupt not yet sent, if any: what the status endpoint answers an
+    /// IN transfer with (with none, the endpoint NAKs and the transfer stays pending).
+    pub fn take_status(&mut self) -> Option<StatusMessage> {
+        self.status.pop_front()
+    }
+
+    /// Whether a status interrupt is waiting to be sent.
+    pub fn status_pending(&self) -> bool {
+        !self.status.is_empty()
+    }
+
+    fn push_status(&mut self, m: StatusMessage) {
+        if self.status.len() == STATUS_QUEUE {
+            self.status.pop_front();
+        }
+        self.status.push_back(m);
     }
 
     /// SET_CONFIGURATION: 0 unconfigures, 1 is the one configuration. Puts every
@@ -299,6 +361,18 @@ impl VirtualDevice {
     fn set_rate(&mut self, rate: u32) -> Result<Vec<u8>, i32> {
         if !RATES.contains(&rate) {
             return Err(STALL);
+        }
+        if rate != self.rate {
+            // The clock relocks at the new rate: a device says so on its status endpoint
+            // (snd-usb-audio turns the UAC2 validity message into an ALSA control event).
+            match self.cfg.uac {
+                UacVersion::V2 => {
+                    self.push_status(StatusMessage::uac2_cur_changed(0x01, CLOCK_ID)); // CS_SAM_FREQ
+                    self.push_status(StatusMessage::uac2_cur_changed(0x02, CLOCK_ID));
+                    // CS_CLOCK_VALID
+                }
+                UacVersion::V1 => self.push_status(StatusMessage::uac1_endpoint_status(ISO_ENDPOINT)),
+            }
         }
         self.rate = rate;
         if self.alt > 0 {
@@ -455,9 +529,17 @@ fn descriptors(cfg: &VirtualDeviceConfig) -> (Vec<u8>, Vec<u8>) {
     if v2 {
         body.extend_from_slice(&[8, 0x0B, 0, 2, 1, 0x00, 0x20, 0]); // interface association
     }
-    body.extend_from_slice(&[9, 4, 0, 0, 0, 1, 1, proto_if, 0]);
+    body.extend_from_slice(&[9, 4, 0, 0, 1, 1, 1, proto_if, 0]);
     body.extend_from_slice(&header);
     body.extend_from_slice(&ac);
+    // The status endpoint: interrupt IN, one message per transfer, polled every 16 ms
+    // (high speed: 2^(8-1) microframes; full speed: 16 frames). UAC1's has bRefresh and
+    // bSynchAddress too.
+    if v2 {
+        body.extend_from_slice(&[7, 5, STATUS_ENDPOINT, 0x03, 6, 0, 8]);
+    } else {
+        body.extend_from_slice(&[9, 5, STATUS_ENDPOINT, 0x03, 2, 0, 16, 0, 0]);
+    }
     body.extend_from_slice(&[9, 4, AS_INTERFACE, 0, 0, 1, 2, proto_if, 0]);
     for (i, &sample) in ALT_FORMATS.iter().enumerate() {
         let alt = i as u8 + 1;
@@ -530,7 +612,7 @@ mod tests {
             assert_eq!(u16::from_le_bytes([cfg[2], cfg[3]]) as usize, cfg.len());
             let kinds = walk(cfg);
             let endpoints = kinds.iter().filter(|k| k.0 == 5).count();
-            assert_eq!(endpoints, ALT_FORMATS.len(), "{uac:?}");
+            assert_eq!(endpoints, ALT_FORMATS.len() + 1, "{uac:?}");
             // The AC header's wTotalLength covers the class-specific AC descriptors.
             let h = cfg.windows(3).position(|w| w == [9, 0x24, 0x01]).unwrap();
             let total_at = if uac == UacVersion::V2 { h + 6 } else { h + 5 };
@@ -601,5 +683,49 @@ mod tests {
         }
         assert!(total > 0);
         assert_eq!((v.mismatched(), v.verified()), (0, total as u64 / 6));
+    }
+
+    #[test]
+    fn a_rate_change_is_reported_on_the_status_endpoint_and_nothing_else_is() {
+        let clock = u16::from(CLOCK_ID) << 8;
+        let mut d = VirtualDevice::new(VirtualDeviceConfig::default()).unwrap();
+        let ep = walk(&d.config_descriptor).into_iter().filter(|k| k.0 == 5).count();
+        assert_eq!(ep, ALT_FORMATS.len() + 1);
+        // The endpoint descriptor: interrupt IN, one message per transfer.
+        let at = d.config_descriptor.windows(4).position(|w| w == [7, 5, STATUS_ENDPOINT, 0x03]).unwrap();
+        assert_eq!(u16::from_le_bytes([d.config_descriptor[at + 4], d.config_descriptor[at + 5]]), 6);
+        d.control(setup(0x00, 9, 1, 0, 0), &[]).unwrap();
+        d.control(setup(0x01, 11, 1, 1, 0), &[]).unwrap();
+        assert_eq!(d.take_status(), None, "nothing changed yet");
+        // Setting the rate it already runs at changes nothing.
+        d.control(setup(0x21, 0x01, 0x0100, clock, 4), &48_000u32.to_le_bytes()).unwrap();
+        assert!(!d.status_pending());
+        // A refused rate changes nothing either.
+        assert_eq!(d.control(setup(0x21, 0x01, 0x0100, clock, 4), &44_100u32.to_le_bytes()), Err(STALL));
+        assert!(!d.status_pending());
+        d.control(setup(0x21, 0x01, 0x0100, clock, 4), &96_000u32.to_le_bytes()).unwrap();
+        let freq = d.take_status().unwrap();
+        let valid = d.take_status().unwrap();
+        assert_eq!(freq.as_bytes(), [0x00, 0x01, 0x00, 0x01, 0x00, CLOCK_ID]);
+        assert_eq!(valid.as_bytes(), [0x00, 0x01, 0x00, 0x02, 0x00, CLOCK_ID]);
+        assert_eq!(d.take_status(), None);
+        // A host that never polls: the device keeps the newest few, not an unbounded queue.
+        for i in 0..20u32 {
+            let rate = RATES[(i % 2) as usize];
+            d.control(setup(0x21, 0x01, 0x0100, clock, 4), &rate.to_le_bytes()).unwrap();
+        }
+        let mut kept = 0;
+        while d.take_status().is_some() {
+            kept += 1;
+        }
+        assert_eq!(kept, STATUS_QUEUE);
+
+        let mut d =
+            VirtualDevice::new(VirtualDeviceConfig { uac: UacVersion::V1, ..VirtualDeviceConfig::default() })
+                .unwrap();
+        assert_eq!(d.status_max_packet(), 2);
+        d.control(setup(0x22, 0x01, 0x0100, 0x81, 3), &[0x00, 0x77, 0x01]).unwrap();
+        assert_eq!(d.take_status().unwrap().as_bytes(), [0x82, ISO_ENDPOINT]);
+        assert_eq!(d.take_status(), None);
     }
 }

@@ -1,10 +1,12 @@
 //! The USB/IP server behind `isoscope virtual-device`: answers device lists and imports,
 //! then serves the imported device's URBs. Control transfers are answered at once; iso IN
-//! URBs complete at the bus's pace, one (micro)frame per packet. A malformed or hostile
+//! URBs complete at the bus's pace, one (micro)frame per packet; interrupt IN URBs on the
+//! status endpoint wait until the device has a status message. A malformed or hostile
 //! message closes that connection with the reason logged; the server goes on. What a client
 //! can hold is bounded: [`MAX_CONNECTIONS`] at once, [`MAX_PENDING_ISO`] queued iso URBs
-//! each, a first request within [`STALL_LIMIT`] of connecting, the rest of a message within
-//! [`STALL_LIMIT`] of its first byte, and a write it does not read for [`STALL_LIMIT`].
+//! and [`MAX_PENDING_STATUS`] status URBs each, a first request within [`STALL_LIMIT`] of
+//! connecting, the rest of a message within [`STALL_LIMIT`] of its first byte, and a write
+//! it does not read for [`STALL_LIMIT`].
 //! An imported connection may stay idle between messages as long as it likes (a host
 //! whose device is not in use sends nothing).
 
@@ -19,7 +21,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use nix::libc;
 
 use super::wire::{self, CmdSubmit, Command, ExportedDevice, IsoPacket, OpRequest, WireError};
-use crate::sim::device::{VirtualDevice, VirtualDeviceConfig, PRODUCT_ID, VENDOR_ID};
+use crate::sim::device::{VirtualDevice, VirtualDeviceConfig, PRODUCT_ID, STATUS_ENDPOINT, VENDOR_ID};
 use crate::usb::Speed;
 
 /// The bus id the virtual device is exported as.
@@ -36,6 +38,10 @@ pub const MAX_CONNECTIONS: usize = 32;
 
 /// Iso URBs one connection may have queued (vhci-hcd keeps a few dozen); more close it.
 pub const MAX_PENDING_ISO: usize = 1024;
+
+/// Interrupt IN URBs on the status endpoint one connection may have waiting at once
+/// (snd-usb-audio keeps one); more close it.
+pub const MAX_PENDING_STATUS: usize = 16;
 
 /// How often a quiet read wakes to look at its deadline.
 const READ_POLL: Duration = Duration::from_millis(100);
@@ -263,6 +269,9 @@ fn urb_loop(
 ) -> Result<String, String> {
     let packet = Duration::from_micros(u64::from(device.packet_us()));
     let mut pending: VecDeque<PendingIso> = VecDeque::new();
+    // Interrupt IN URBs on the status endpoint: they wait (the endpoint NAKs) until the
+    // device has a status message.
+    let mut pending_status: VecDeque<CmdSubmit> = VecDeque::new();
     let mut bus_clock = Instant::now();
     let mut stream_started: Option<Instant> = None;
     let disconnect_after = device.config().faults.disconnect_after_s.map(Duration::from_secs_f64);
@@ -286,6 +295,13 @@ fn urb_loop(
             wire::ret_submit_into(&mut out, p.cmd.seqnum, 0, &data, start_frame, Some(&p.cmd.iso));
             w.write_all(&out).map_err(|e| format!("write failed: {e}"))?;
         }
+        while device.status_pending() && !pending_status.is_empty() {
+            let (Some(urb), Some(m)) = (pending_status.pop_front(), device.take_status()) else { break };
+            let bytes = m.as_bytes();
+            let n = bytes.len().min(urb.transfer_buffer_length as usize);
+            w.write_all(&wire::ret_submit(urb.seqnum, 0, &bytes[..n], 0, None))
+                .map_err(|e| format!("write failed: {e}"))?;
+        }
         let wait = pending
             .front()
             .map_or(Duration::from_millis(50), |p| p.due.saturating_duration_since(Instant::now()));
@@ -299,12 +315,18 @@ fn urb_loop(
         };
         match cmd {
             Command::Unlink { seqnum, unlink_seqnum } => {
-                let status = match pending.iter().position(|p| p.cmd.seqnum == unlink_seqnum) {
-                    Some(i) => {
+                let iso = pending.iter().position(|p| p.cmd.seqnum == unlink_seqnum);
+                let status_urb = pending_status.iter().position(|c| c.seqnum == unlink_seqnum);
+                let status = match (iso, status_urb) {
+                    (Some(i), _) => {
                         pending.remove(i);
                         -libc::ECONNRESET
                     }
-                    None => 0,
+                    (None, Some(i)) => {
+                        pending_status.remove(i);
+                        -libc::ECONNRESET
+                    }
+                    (None, None) => 0,
                 };
                 w.write_all(&wire::ret_unlink(seqnum, status)).map_err(|e| format!("write failed: {e}"))?;
             }
@@ -338,6 +360,19 @@ fn urb_loop(
                 let due = start + packet * cmd.iso.len() as u32;
                 bus_clock = due;
                 pending.push_back(PendingIso { cmd, due });
+            }
+            Command::Submit(cmd)
+                if cmd.ep == u32::from(STATUS_ENDPOINT & 0x0f)
+                    && cmd.direction == wire::USBIP_DIR_IN
+                    && matches!(cmd.number_of_packets, None | Some(0))
+                    && device.configuration() != 0 =>
+            {
+                if pending_status.len() >= MAX_PENDING_STATUS {
+                    return Err(format!(
+                        "more than {MAX_PENDING_STATUS} interrupt URBs queued on the status endpoint at once (a host keeps one)"
+                    ));
+                }
+                pending_status.push_back(cmd);
             }
             Command::Submit(cmd) => {
                 w.write_all(&wire::ret_submit(cmd.seqnum, -libc::EPIPE, &[], 0, None))
@@ -485,6 +520,64 @@ mod tests {
         assert_eq!((r[3], i32::from_be_bytes(r[20..24].try_into().unwrap())), (4, 0));
         s.write_all(&submit(21, 1, 5, [0; 8], 8, &[])).unwrap();
         assert_eq!(read_ret(&mut s, 0).1, -libc::EPIPE);
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Imports the device and selects configuration 1.
+    fn import_configured(addr: SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&wire::import_request(BUSID)).unwrap();
+        wire::read_import_reply(&mut s).unwrap();
+        s.write_all(&submit(1, 0, 0, [0x00, 9, 1, 0, 0, 0, 0, 0], 0, &[])).unwrap();
+        assert_eq!(read_ret(&mut s, 0).1, 0);
+        s
+    }
+
+    #[test]
+    fn the_status_endpoint_holds_an_interrupt_urb_until_the_clock_changes() {
+        let (addr, stop, _log) = start(VirtualDeviceConfig::default());
+        let mut s = import_configured(addr);
+        // Two interrupt URBs wait on the status endpoint (ep 2 IN): nothing answers them.
+        s.write_all(&submit(2, 1, 2, [0; 8], 6, &[])).unwrap();
+        s.write_all(&submit(3, 1, 2, [0; 8], 6, &[])).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut b = [0u8; 1];
+        assert!(s.peek(&mut b).is_err(), "an interrupt URB was answered with nothing to report");
+        s.set_read_timeout(None).unwrap();
+        // The host sets 96 kHz on the clock: the control completes, then the first URB
+        // carries the sample-frequency message and the second the validity message.
+        let set_rate = [0x21, 0x01, 0x00, 0x01, 0x00, 0x10, 4, 0];
+        let mut cmd = submit(4, 0, 0, set_rate, 4, &[]);
+        cmd.extend_from_slice(&96_000u32.to_le_bytes());
+        s.write_all(&cmd).unwrap();
+        // An OUT reply carries no data (its actual_length counts what was sent).
+        let mut h = [0u8; 48];
+        s.read_exact(&mut h).unwrap();
+        assert_eq!((h[7], i32::from_be_bytes(h[20..24].try_into().unwrap())), (4, 0));
+        assert_eq!(read_ret(&mut s, 0), (2, 0, vec![0x00, 0x01, 0x00, 0x01, 0x00, 0x10]));
+        assert_eq!(read_ret(&mut s, 0), (3, 0, vec![0x00, 0x01, 0x00, 0x02, 0x00, 0x10]));
+        // A waiting URB is unlinked with ECONNRESET, as the kernel kills it at unbind.
+        s.write_all(&submit(5, 1, 2, [0; 8], 6, &[])).unwrap();
+        let mut unlink = Vec::new();
+        for v in [2u32, 6, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0] {
+            unlink.extend_from_slice(&v.to_be_bytes());
+        }
+        s.write_all(&unlink).unwrap();
+        let mut r = [0u8; 48];
+        s.read_exact(&mut r).unwrap();
+        assert_eq!((r[3], i32::from_be_bytes(r[20..24].try_into().unwrap())), (4, -libc::ECONNRESET));
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn a_client_cannot_queue_status_urbs_without_bound() {
+        let (addr, stop, log) = start(VirtualDeviceConfig::default());
+        let mut s = import_configured(addr);
+        for seq in 0..=MAX_PENDING_STATUS as u32 {
+            s.write_all(&submit(10 + seq, 1, 2, [0; 8], 6, &[])).unwrap();
+        }
+        logged(&log, "interrupt URBs queued on the status endpoint");
+        hung_up_within(&mut s, Duration::from_secs(2));
         stop.store(true, Ordering::Relaxed);
     }
 

@@ -3,7 +3,8 @@
 //! guest's emulated xHCI, EHCI or UHCI controller, driven by the guest's own controller
 //! driver with real DMA. One device per connection; connections are served one at a time,
 //! each on its own thread. Iso IN packets are paced by the wall clock (QEMU has no flow
-//! control: it buffers about 60 ms and drops what runs ahead). A malformed message that the
+//! control: it buffers about 60 ms and drops what runs ahead); status messages go out as
+//! interrupt packets while QEMU receives on the status endpoint. A malformed message that the
 //! protocol can skip is skipped and logged; one it cannot closes the connection with the
 //! reason logged; the server goes on. Since one client holds the server, no client can hold
 //! it forever: its hello must come within [`STALL_LIMIT`] of connecting, a message once
@@ -21,7 +22,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use nix::libc;
 
 use super::wire::{self, Cap, Caps, ControlPacket, EpInfo, EpType, Link, Message, Parsed, Status};
-use crate::sim::device::{VirtualDevice, VirtualDeviceConfig, PRODUCT_ID, VENDOR_ID};
+use crate::sim::device::{VirtualDevice, VirtualDeviceConfig, PRODUCT_ID, STATUS_ENDPOINT, VENDOR_ID};
 use crate::usb::descriptors::{self, TransferType};
 use crate::usb::Speed;
 
@@ -319,6 +320,9 @@ struct Connection<'a> {
     link: Link,
     plug: Plug,
     iso: Option<IsoStream>,
+    /// Interrupt receiving on the status endpoint, with the next interrupt_packet id
+    /// (`None`: QEMU has not started it, or stopped it).
+    status: Option<u64>,
     replug: Replug,
     out: Vec<u8>,
     data: Vec<u8>,
@@ -353,6 +357,7 @@ fn serve_connection(
         link: Link::new(Caps::DEVICE),
         plug: Plug::Hello,
         iso: None,
+        status: None,
         replug,
         out: Vec::with_capacity(64 << 10),
         data: Vec::with_capacity(64 << 10),
@@ -383,6 +388,7 @@ impl Connection<'_> {
             }
             self.timed_faults()?;
             self.send_due_iso()?;
+            self.send_status();
             self.flush()?;
             // Wake for the next millisecond of packets, or at least every 50 ms.
             let wait = if self.iso.is_some() { Duration::from_millis(1) } else { Duration::from_millis(50) };
@@ -413,6 +419,7 @@ impl Connection<'_> {
                     if t0.elapsed() >= after {
                         (self.log)(format!("unplugged after {after:?} of streaming (fault injection)"));
                         self.iso = None;
+                        self.status = None;
                         wire::encode_device_disconnect(&mut self.out, &self.link);
                         self.plug = Plug::Disconnected { at: Instant::now(), acked: false };
                     }
@@ -438,6 +445,7 @@ impl Connection<'_> {
     /// kernel leaves a device it hands to usbredir.
     fn connect(&mut self) {
         let _ = self.device.set_configuration(1);
+        self.status = None;
         self.send_interfaces();
         let d = self.device.device_descriptor();
         let connect = wire::DeviceConnect {
@@ -486,6 +494,7 @@ impl Connection<'_> {
             Incoming::SetConfiguration { id, configuration } => {
                 let r = if connected { self.device.set_configuration(configuration) } else { Err(STALL) };
                 self.iso = None;
+                self.status = None;
                 if r.is_ok() {
                     self.send_interfaces();
                 }
@@ -544,17 +553,27 @@ impl Connection<'_> {
                 }
                 wire::encode_iso_stream_status(&mut self.out, &self.link, id, Status::SUCCESS, endpoint);
             }
-            Incoming::StartInterruptReceiving { id, endpoint }
-            | Incoming::StopInterruptReceiving { id, endpoint } => {
-                // This device has no interrupt endpoint (its AC interface has no status
-                // endpoint): refuse, as a host refuses an endpoint that does not exist.
-                wire::encode_interrupt_receiving_status(
-                    &mut self.out,
-                    &self.link,
-                    id,
-                    Status::STALL,
-                    endpoint,
-                );
+            Incoming::StartInterruptReceiving { id, endpoint } => {
+                // The status endpoint exists while the device is configured; QEMU starts
+                // receiving on the guest's first poll of it.
+                let (ep_info, _) = endpoint_table(&self.device);
+                let ok = connected
+                    && endpoint == STATUS_ENDPOINT
+                    && ep_info.get(endpoint).kind == EpType::Interrupt;
+                if ok && self.status.is_none() {
+                    self.status = Some(0);
+                }
+                let status = if ok { Status::SUCCESS } else { Status::STALL };
+                wire::encode_interrupt_receiving_status(&mut self.out, &self.link, id, status, endpoint);
+            }
+            Incoming::StopInterruptReceiving { id, endpoint } => {
+                let status = if endpoint == STATUS_ENDPOINT {
+                    self.status = None;
+                    Status::SUCCESS
+                } else {
+                    Status::STALL
+                };
+                wire::encode_interrupt_receiving_status(&mut self.out, &self.link, id, status, endpoint);
             }
             Incoming::Control { id, mut packet, data } => {
                 let setup = setup_bytes(&packet);
@@ -604,6 +623,23 @@ impl Connection<'_> {
             if self.device.streaming() {
                 self.plug = Plug::Connected { streaming_since: Some(Instant::now()) };
             }
+        }
+    }
+
+    /// Sends the device's waiting status messages while QEMU receives on the status
+    /// endpoint (QEMU buffers them for the guest's polls; one message per transfer).
+    fn send_status(&mut self) {
+        let Some(id) = &mut self.status else { return };
+        while let Some(m) = self.device.take_status() {
+            wire::encode_interrupt_packet(
+                &mut self.out,
+                &self.link,
+                *id,
+                STATUS_ENDPOINT,
+                Status::SUCCESS,
+                m.as_bytes(),
+            );
+            *id += 1;
         }
     }
 
@@ -894,6 +930,54 @@ mod tests {
         assert_eq!(v.last().unwrap().body, vec![Status::STALL.0, 1, 1]);
         g.send(wire::TYPE_GET_ALT_SETTING, 12, &[1], &[]);
         assert_eq!(g.until(wire::TYPE_ALT_SETTING_STATUS).pop().unwrap().body, vec![0, 1, 1]);
+        stop.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn the_status_endpoint_reports_a_clock_change_while_receiving() {
+        let (addr, stop) = start(VirtualDeviceConfig::default(), Replug::default());
+        let mut g = Guest::connect(addr);
+        let first = g.until(wire::TYPE_DEVICE_CONNECT);
+        // ep_info: the status endpoint is interrupt IN, bInterval 8, 6 bytes, interface 0.
+        let (ep, i) = (&first[0].body, EpInfo::index(STATUS_ENDPOINT));
+        assert_eq!((ep[i], ep[32 + i], ep[64 + i]), (EpType::Interrupt as u8, 8, 0));
+        assert_eq!(u16::from_le_bytes([ep[96 + 2 * i], ep[97 + 2 * i]]), 6);
+        // Receiving on an endpoint the device does not have is refused.
+        g.send(wire::TYPE_START_INTERRUPT_RECEIVING, 0, &[0x83], &[]);
+        let st = g.until(wire::TYPE_INTERRUPT_RECEIVING_STATUS).pop().unwrap();
+        assert_eq!(st.body, vec![Status::STALL.0, 0x83]);
+        g.send(wire::TYPE_START_INTERRUPT_RECEIVING, 0, &[STATUS_ENDPOINT], &[]);
+        let st = g.until(wire::TYPE_INTERRUPT_RECEIVING_STATUS).pop().unwrap();
+        assert_eq!(st.body, vec![Status::SUCCESS.0, STATUS_ENDPOINT]);
+        // SET_CUR 96 kHz on the clock (interface 0, entity 0x10): the control completes,
+        // then the sample-frequency and validity messages arrive as interrupt packets.
+        let mut h = vec![0x00, 0x01, 0x21, 0];
+        for v in [0x0100u16, 0x1000, 4] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        g.send(wire::TYPE_CONTROL_PACKET, 5, &h, &96_000u32.to_le_bytes());
+        let v = g.until(wire::TYPE_CONTROL_PACKET);
+        assert_eq!(v.last().unwrap().body[3], Status::SUCCESS.0);
+        let a = g.until(wire::TYPE_INTERRUPT_PACKET).pop().unwrap();
+        let b = g.until(wire::TYPE_INTERRUPT_PACKET).pop().unwrap();
+        assert_eq!((a.id, &a.body[..4]), (0, &[STATUS_ENDPOINT, Status::SUCCESS.0, 6, 0][..]));
+        assert_eq!(&a.body[4..], &[0x00, 0x01, 0x00, 0x01, 0x00, 0x10]);
+        assert_eq!((b.id, &b.body[4..]), (1, &[0x00, 0x01, 0x00, 0x02, 0x00, 0x10][..]));
+        // After stop, a change waits in the device instead of going out.
+        g.send(wire::TYPE_STOP_INTERRUPT_RECEIVING, 6, &[STATUS_ENDPOINT], &[]);
+        let st = g.until(wire::TYPE_INTERRUPT_RECEIVING_STATUS).pop().unwrap();
+        assert_eq!((st.id, st.body), (6, vec![Status::SUCCESS.0, STATUS_ENDPOINT]));
+        g.send(wire::TYPE_CONTROL_PACKET, 7, &h, &48_000u32.to_le_bytes());
+        let v = g.until(wire::TYPE_CONTROL_PACKET);
+        assert!(v.iter().all(|m| m.ty != wire::TYPE_INTERRUPT_PACKET));
+        g.send(wire::TYPE_GET_CONFIGURATION, 8, &[], &[]);
+        let v = g.until(wire::TYPE_CONFIGURATION_STATUS);
+        assert!(v.iter().all(|m| m.ty != wire::TYPE_INTERRUPT_PACKET), "{v:?}");
+        // Receiving again delivers what waited.
+        g.send(wire::TYPE_START_INTERRUPT_RECEIVING, 0, &[STATUS_ENDPOINT], &[]);
+        g.until(wire::TYPE_INTERRUPT_RECEIVING_STATUS);
+        let c = g.until(wire::TYPE_INTERRUPT_PACKET).pop().unwrap();
+        assert_eq!(&c.body[4..], &[0x00, 0x01, 0x00, 0x01, 0x00, 0x10]);
         stop.store(true, Ordering::Relaxed);
     }
 
