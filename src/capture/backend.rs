@@ -103,6 +103,13 @@ pub trait Backend: Send + 'static {
 
     /// System calls made on the data path so far (submit, reap, poll, discard).
     fn syscalls(&self) -> u64;
+
+    /// What the device's surroundings add to error `e`, which ends the capture (a real
+    /// device names the other users of its bus's bandwidth for an ENOSPC). Called once, on
+    /// the way out, never on the data path.
+    fn explain(&self, _e: &BackendError) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

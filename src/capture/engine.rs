@@ -196,8 +196,9 @@ fn enomem_fix(m: MemoryUse) -> String {
 }
 
 impl CaptureError {
-    fn from_backend(device: &str, e: BackendError, memory: MemoryUse) -> CaptureError {
-        let fix = match e {
+    /// `note` is what the backend's surroundings add (see [`Backend::explain`]).
+    fn from_backend(device: &str, e: BackendError, memory: MemoryUse, note: Option<String>) -> CaptureError {
+        let mut fix = match e {
             BackendError::Disconnected => return CaptureError::Disconnected { device: device.to_string() },
             BackendError::NoMemory { .. } => enomem_fix(memory),
             BackendError::Os { errno: Errno::EBUSY, .. } => ". Another program or kernel driver holds the \
@@ -205,8 +206,22 @@ impl CaptureError {
                 .into(),
             BackendError::Os { .. } => String::new(),
         };
+        if let Some(note) = note {
+            fix.push_str(&note);
+        }
         CaptureError::Device { device: device.to_string(), source: e, fix }
     }
+}
+
+/// Whether every byte of `b` is zero. Stops at the first 64-byte block holding another
+/// byte, so live audio costs one block; a silent URB is read once, in word-sized steps.
+fn all_zero(b: &[u8]) -> bool {
+    let blocks = b.chunks_exact(64);
+    let rest = blocks.remainder();
+    blocks.into_iter().all(|block| {
+        block.chunks_exact(8).fold(0u64, |acc, w| acc | u64::from_ne_bytes(w.try_into().unwrap_or([1; 8])))
+            == 0
+    }) && rest.iter().all(|&x| x == 0)
 }
 
 /// Commands to the capture thread.
@@ -371,7 +386,10 @@ fn prepare<B: Backend>(
     let stream_t0 = Instant::now();
     for urb in urbs {
         let id = urb.id();
-        backend.submit(urb).map_err(|(_, e)| CaptureError::from_backend(&name, e, memory_use))?;
+        backend.submit(urb).map_err(|(_, e)| {
+            let note = backend.explain(&e);
+            CaptureError::from_backend(&name, e, memory_use, note)
+        })?;
         slots.set(id, SlotState::InFlight);
     }
 
@@ -402,6 +420,7 @@ fn prepare<B: Backend>(
         urb_limit,
         no_data_timeout: cfg.no_data_timeout,
         quiet: QuietWindow::new(stream_t0),
+        zero_since: None,
         memory_use,
     };
     Ok((worker, info, cmd_tx, ev_rx, tap, retired_rx))
@@ -555,6 +574,8 @@ struct Worker<B: Backend> {
     no_data_timeout: Option<Duration>,
     /// The packets since valid data last came.
     quiet: QuietWindow,
+    /// When the current run of URBs whose valid bytes are all zero began.
+    zero_since: Option<Instant>,
     /// Our usbfs memory, for ENOMEM messages.
     memory_use: MemoryUse,
 }
@@ -604,6 +625,12 @@ enum Outcome {
 }
 
 impl<B: Backend> Worker<B> {
+    /// The capture error for a backend error that ends the capture.
+    fn failure(&self, e: BackendError) -> CaptureError {
+        let note = self.backend.explain(&e);
+        CaptureError::from_backend(&self.name, e, self.memory_use, note)
+    }
+
     fn run(mut self) {
         let cpu0 = thread_cpu_ns();
         let t0 = Instant::now();
@@ -624,7 +651,7 @@ impl<B: Backend> Worker<B> {
             match self.backend.reap(REAP_WAIT) {
                 Ok(Some(urb)) => {
                     if let Err(e) = self.on_reaped(urb, true) {
-                        break Outcome::Failed(CaptureError::from_backend(&self.name, e, self.memory_use));
+                        break Outcome::Failed(self.failure(e));
                     }
                     urbs_seen += 1;
                     if urbs_seen % 32 == 0 {
@@ -635,7 +662,7 @@ impl<B: Backend> Worker<B> {
                     }
                 }
                 Ok(None) => self.publish_times(cpu0, t0),
-                Err(e) => break Outcome::Failed(CaptureError::from_backend(&self.name, e, self.memory_use)),
+                Err(e) => break Outcome::Failed(self.failure(e)),
             }
             if let Some(limit) = self.no_data_timeout {
                 let quiet = self.quiet.since.elapsed();
@@ -764,6 +791,17 @@ impl<B: Backend> Worker<B> {
         c.zero_length_packets.fetch_add(zero, Relaxed);
         c.misaligned_packets.fetch_add(misaligned, Relaxed);
         c.bytes.fetch_add(self.staging.len() as u64, Relaxed);
+        if !self.staging.is_empty() {
+            if all_zero(&self.staging) {
+                let now = Instant::now();
+                let run =
+                    now.saturating_duration_since(*self.zero_since.get_or_insert(now)).as_nanos() as u64;
+                c.all_zero_run_ns.store(run, Relaxed);
+                c.all_zero_run_max_ns.fetch_max(run, Relaxed);
+            } else if self.zero_since.take().is_some() {
+                c.all_zero_run_ns.store(0, Relaxed);
+            }
+        }
         let frames = self.staging.len() / fb;
         c.frames.fetch_add(frames as u64, Relaxed);
         if frames == 0 {
@@ -853,6 +891,150 @@ mod tests {
         }
         fn syscalls(&self) -> u64 {
             0
+        }
+    }
+
+    /// [`Endless`] on a bus with no bandwidth left: its third submit fails with ENOSPC, and
+    /// it explains who else uses the bus.
+    struct FullBus(Endless);
+
+    impl Backend for FullBus {
+        fn info(&self) -> BackendInfo {
+            self.0.info()
+        }
+        fn memory_limit(&self, app_cap_bytes: u64) -> crate::dma::MemoryLimit {
+            self.0.memory_limit(app_cap_bytes)
+        }
+        fn map_dma(&mut self, len: usize) -> Result<crate::dma::Region, Errno> {
+            self.0.map_dma(len)
+        }
+        fn submit(&mut self, urb: IsoUrb) -> Result<(), (IsoUrb, BackendError)> {
+            if self.0.queue.len() == 2 {
+                return Err((urb, BackendError::Os { op: "SUBMITURB", errno: Errno::ENOSPC }));
+            }
+            self.0.submit(urb)
+        }
+        fn reap(&mut self, timeout: Duration) -> Result<Option<IsoUrb>, BackendError> {
+            self.0.reap(timeout)
+        }
+        fn discard_all(&mut self) {}
+        fn in_flight(&self) -> usize {
+            self.0.in_flight()
+        }
+        fn syscalls(&self) -> u64 {
+            0
+        }
+        fn explain(&self, e: &BackendError) -> Option<String> {
+            matches!(e, BackendError::Os { errno: Errno::ENOSPC, .. })
+                .then(|| " Other devices on bus 1 reserve up to 24578 bytes/ms: 1-2 (webcam).".to_string())
+        }
+    }
+
+    #[test]
+    fn a_submit_refused_for_bandwidth_names_the_fix_and_the_other_users_of_the_bus() {
+        let stream = StreamConfig {
+            endpoint: 0x81,
+            format: PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 },
+            speed: Speed::High,
+            interval: 1,
+            packet_len: 8,
+        };
+        let cfg = CaptureConfig { mode: ModeRequest::Copy, urbs: Some(4), ..CaptureConfig::default() };
+        let backend = FullBus(Endless { queue: VecDeque::with_capacity(16), n: 0 });
+        let Err(e) = Capture::run_blocking(backend, stream, &cfg, Vec::new(), 10) else {
+            panic!("a capture whose submits fail with ENOSPC ran")
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("ENOSPC") && msg.contains("periodic bandwidth") && msg.contains("1-2 (webcam)"),
+            "{msg}"
+        );
+    }
+
+    /// A device that completes one URB every `delay`, full packets, whose bytes are zero in
+    /// the URBs `zero` picks (by URB number) and 0x5A in the others.
+    struct Zeros {
+        queue: VecDeque<IsoUrb>,
+        urb: u32,
+        delay: Duration,
+        zero: fn(u32) -> bool,
+    }
+
+    impl Backend for Zeros {
+        fn info(&self) -> BackendInfo {
+            BackendInfo { name: "zeros".into(), speed: Speed::High, can_mmap: false, simulated: true }
+        }
+        fn memory_limit(&self, app_cap_bytes: u64) -> crate::dma::MemoryLimit {
+            crate::dma::MemoryLimit { usbfs_memory_mb: Some(16), app_cap_bytes }
+        }
+        fn map_dma(&mut self, _len: usize) -> Result<crate::dma::Region, Errno> {
+            Err(Errno::ENOSYS)
+        }
+        fn submit(&mut self, urb: IsoUrb) -> Result<(), (IsoUrb, BackendError)> {
+            self.queue.push_back(urb);
+            Ok(())
+        }
+        fn reap(&mut self, _timeout: Duration) -> Result<Option<IsoUrb>, BackendError> {
+            std::thread::sleep(self.delay);
+            let Some(mut urb) = self.queue.pop_front() else { return Ok(None) };
+            let byte = if (self.zero)(self.urb) { 0 } else { 0x5A };
+            self.urb += 1;
+            let (descs, buf) = urb.device_view();
+            buf.fill(byte);
+            for d in descs.iter_mut() {
+                d.actual_length = 8;
+                d.status = 0;
+            }
+            urb.complete(0, 0);
+            Ok(Some(urb))
+        }
+        fn discard_all(&mut self) {}
+        fn in_flight(&self) -> usize {
+            self.queue.len()
+        }
+        fn syscalls(&self) -> u64 {
+            0
+        }
+    }
+
+    fn zeros_capture(urbs: u64, zero: fn(u32) -> bool) -> StatsSnapshot {
+        let stream = StreamConfig {
+            endpoint: 0x81,
+            format: PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 },
+            speed: Speed::High,
+            interval: 1,
+            packet_len: 8,
+        };
+        let cfg = CaptureConfig { mode: ModeRequest::Copy, urbs: Some(2), ..CaptureConfig::default() };
+        let backend = Zeros { queue: VecDeque::new(), urb: 0, delay: Duration::from_millis(100), zero };
+        Capture::run_blocking(backend, stream, &cfg, Vec::new(), urbs).unwrap().1
+    }
+
+    #[test]
+    fn data_that_is_all_zeros_for_seconds_is_flagged_and_a_live_byte_ends_the_run() {
+        // 26 URBs 100 ms apart, all zero: a run of about 2.5 s, still going at the end.
+        let s = zeros_capture(26, |_| true);
+        assert!(s.all_zero_run_max_ns >= 2_000_000_000, "{s:?}");
+        assert_eq!(s.all_zero_run_ns, s.all_zero_run_max_ns);
+        let note = s.all_zero_note().unwrap();
+        assert!(note.contains("for the last") && note.contains("--mode copy"), "{note}");
+        // Zeros for 2.3 s, one URB of data, then 0.2 s of zeros: flagged as a past stretch.
+        let s = zeros_capture(28, |n| n != 24);
+        assert!(s.all_zero_run_max_ns >= 2_000_000_000 && s.all_zero_run_ns < 1_000_000_000, "{s:?}");
+        assert!(s.all_zero_note().unwrap().contains("at a stretch"));
+        // Live data with a zero URB now and then: nothing to say.
+        let s = zeros_capture(26, |n| n % 5 == 0);
+        assert!(s.all_zero_run_max_ns < 1_000_000_000 && s.all_zero_note().is_none(), "{s:?}");
+    }
+
+    #[test]
+    fn all_zero_looks_at_every_byte() {
+        assert!(all_zero(&[]));
+        assert!(all_zero(&[0; 200]));
+        for at in [0, 7, 63, 64, 130, 199] {
+            let mut b = [0u8; 200];
+            b[at] = 1;
+            assert!(!all_zero(&b), "a byte at {at}");
         }
     }
 

@@ -19,6 +19,17 @@ pub const COUNTED_ERRNOS: [(i32, &str); 7] = [
     (libc::ETIME, "ETIME"),
 ];
 
+/// What packets counted under `name` (a key of [`StatsSnapshot::packet_errors_by_errno`]:
+/// an errno's name, or "other") failed with, in words.
+pub fn packet_errno_meaning_by_name(name: &str) -> &'static str {
+    COUNTED_ERRNOS
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map_or("not one of the errors the kernel documents for iso transfers", |&(e, _)| {
+            packet_errno_meaning(e)
+        })
+}
+
 /// What a packet's completion errno means for an iso IN transfer (after the kernel's
 /// Documentation/driver-api/usb/error-codes.rst), and what to try.
 pub fn packet_errno_meaning(errno: i32) -> &'static str {
@@ -95,6 +106,11 @@ pub struct CaptureCounters {
     pub reap_latency_max_ns: AtomicU64,
     pub reap_latency_sum_ns: AtomicU64,
     pub reap_latency_count: AtomicU64,
+    /// How long every byte the device sent has been zero, ns (0 once a byte is not):
+    /// digital silence, or a controller that reports lengths without writing data.
+    pub all_zero_run_ns: AtomicU64,
+    /// The longest such run so far, ns.
+    pub all_zero_run_max_ns: AtomicU64,
 }
 
 impl CaptureCounters {
@@ -152,6 +168,8 @@ impl CaptureCounters {
             reap_latency_max_ns: self.reap_latency_max_ns.load(Relaxed),
             reap_latency_sum_ns: self.reap_latency_sum_ns.load(Relaxed),
             reap_latency_count: self.reap_latency_count.load(Relaxed),
+            all_zero_run_ns: self.all_zero_run_ns.load(Relaxed),
+            all_zero_run_max_ns: self.all_zero_run_max_ns.load(Relaxed),
         }
     }
 }
@@ -179,9 +197,46 @@ pub struct StatsSnapshot {
     pub reap_latency_max_ns: u64,
     pub reap_latency_sum_ns: u64,
     pub reap_latency_count: u64,
+    pub all_zero_run_ns: u64,
+    pub all_zero_run_max_ns: u64,
 }
 
+/// How long an all-zero run must last before it is worth a word: longer than any pause a
+/// signal has, shorter than a user waits before wondering.
+pub const ALL_ZERO_NOTICE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl StatsSnapshot {
+    /// The failed packets by errno, a line each with what it means ("N x -EPROTO: ...").
+    pub fn packet_error_lines(&self) -> Vec<String> {
+        self.packet_errors_by_errno
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(name, n)| {
+                format!("{n} packets failed with -{name}: {}", packet_errno_meaning_by_name(name))
+            })
+            .collect()
+    }
+
+    /// A note when the device has sent only zero bytes for at least [`ALL_ZERO_NOTICE`]
+    /// (now, or at some point of the capture), saying what it can mean.
+    pub fn all_zero_note(&self) -> Option<String> {
+        let (now, max) = (self.all_zero_run_ns as f64 / 1e9, self.all_zero_run_max_ns as f64 / 1e9);
+        if max < ALL_ZERO_NOTICE.as_secs_f64() {
+            return None;
+        }
+        let when = if now >= ALL_ZERO_NOTICE.as_secs_f64() {
+            format!("for the last {now:.1} s")
+        } else {
+            format!("for {max:.1} s at a stretch")
+        };
+        Some(format!(
+            "every byte the device sent was zero {when}: a muted or unplugged input sends digital \
+             silence; if the input is live, the host controller may be reporting packet lengths \
+             without having written the data (seen on some ARM controllers): try --mode copy, and \
+             report it with the bug report"
+        ))
+    }
+
     /// Mean reap latency in microseconds (0 before the first URB).
     pub fn reap_latency_mean_us(&self) -> f64 {
         if self.reap_latency_count == 0 {

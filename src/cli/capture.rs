@@ -272,14 +272,8 @@ fn print_summary(r: &Report<'_>, args: &CaptureArgs) {
         r.urbs, r.urbs_zerocopy, r.urbs_copy, r.packets, r.short_packets, r.packet_errors, r.frames, r.ring_drops
     );
     // Failed packets by errno, each with what it means on this kind of transfer.
-    for (name, n) in r.stats.packet_errors_by_errno.iter().filter(|(_, &n)| n > 0) {
-        let meaning = isoscope::capture::stats::COUNTED_ERRNOS
-            .iter()
-            .find(|(_, nm)| nm == name)
-            .map_or("not one of the errors the kernel documents for iso transfers", |&(e, _)| {
-                isoscope::capture::stats::packet_errno_meaning(e)
-            });
-        eprintln!("isoscope:   {n} packets failed with -{name}: {meaning}");
+    for line in r.stats.packet_error_lines() {
+        eprintln!("isoscope:   {line}");
     }
     if let (Some(ok), Some(bad)) = (r.frames_verified, r.frames_mismatched) {
         eprintln!("isoscope: verified against the simulated device: {ok} frames match, {bad} differ");
@@ -292,6 +286,9 @@ fn print_summary(r: &Report<'_>, args: &CaptureArgs) {
                  the frames around them verify"
             );
         }
+    }
+    if let Some(note) = r.stats.all_zero_note() {
+        eprintln!("isoscope: warning: {note}");
     }
     if let (Some(path), Some(frames)) = (&args.wav, r.wav_frames) {
         eprintln!("isoscope: wrote {frames} frames to {}", path.display());

@@ -1,4 +1,5 @@
-//! The status bar: device, rate, format, mode, throughput, drops and errors.
+//! The status bar: device, rate, format, mode, throughput, drops, errors (by errno, with
+//! their meanings on hover) and a run of all-zero data.
 
 use crate::capture::{CaptureInfo, StatsSnapshot};
 use crate::dma::human_bytes;
@@ -54,9 +55,17 @@ pub fn ui(ui: &mut egui::Ui, s: Status<'_>) {
                 ui.label("drops 0");
             }
             if errs > 0 {
-                ui.colored_label(warn, format!("packet errors {errs}"));
+                ui.colored_label(warn, format!("packet errors {errs}")).on_hover_text(format!(
+                    "Failed packets are never read as signal.\n{}",
+                    st.packet_error_lines().join("\n")
+                ));
             } else {
                 ui.label("errors 0");
+            }
+            if st.all_zero_run_ns >= crate::capture::stats::ALL_ZERO_NOTICE.as_nanos() as u64 {
+                let note = st.all_zero_note().unwrap_or_default();
+                ui.colored_label(warn, format!("all zeros for {:.0} s", st.all_zero_run_ns as f64 / 1e9))
+                    .on_hover_text(note);
             }
         }
         if let Some(n) = s.note {

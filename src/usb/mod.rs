@@ -1,7 +1,9 @@
-//! Talking to USB devices: descriptors, discovery in sysfs, the usbfs device node and its
-//! ioctls, iso URBs, and USB Audio Class stream setup.
+//! Talking to USB devices: descriptors, discovery in sysfs (the device, its host controller,
+//! the other users of its bus), the usbfs device node and its ioctls, iso URBs, and USB
+//! Audio Class stream setup.
 
 pub mod asound;
+pub mod bus;
 pub mod controller;
 pub mod descriptors;
 pub mod discovery;

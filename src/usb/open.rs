@@ -25,6 +25,11 @@ pub enum OpenError {
         .with_streams.first().copied().unwrap_or(1)
     )]
     InactiveConfiguration { device: String, active: u8, with_streams: Vec<u8>, sysfs_name: String },
+    #[error(
+        "{device}: SETINTERFACE to alt {alt} of interface {interface} failed: ENOSPC: the host controller \
+         has not enough periodic bandwidth left for this stream.{note}"
+    )]
+    NoBandwidth { device: String, interface: u8, alt: u8, note: String },
 }
 
 /// A device ready to stream: the backend (owning the claimed interfaces) and what it streams.
@@ -77,21 +82,37 @@ pub fn open_capture(info: &UsbDeviceInfo, req: &StreamRequest) -> Result<UsbCapt
         dev.claim_detaching(ac)?;
     }
     dev.claim_detaching(chosen.interface)?;
+    // Selecting the alt setting reserves its bandwidth (xHCI checks it here: ENOSPC).
+    let set_alt = |dev: &mut UsbfsDevice| {
+        dev.set_interface(chosen.interface, chosen.alt).map_err(|e| match e {
+            UsbfsError::Os { errno: nix::errno::Errno::ENOSPC, .. } => OpenError::NoBandwidth {
+                device: name.clone(),
+                interface: chosen.interface,
+                alt: chosen.alt,
+                note: super::bus::bandwidth_note(
+                    std::path::Path::new(super::discovery::SYSFS_USB_DEVICES),
+                    info.busnum,
+                    &info.sysfs_name,
+                ),
+            },
+            e => OpenError::Usbfs(e),
+        })
+    };
     // UAC2 sets the clock before the alt setting; UAC1 sets the endpoint's rate after it.
     let rate = match chosen.uac {
         UacVersion::V2 => {
             let r = uac::set_sample_rate(&mut dev, &chosen, rate).map_err(uac_err)?;
-            dev.set_interface(chosen.interface, chosen.alt)?;
+            set_alt(&mut dev)?;
             r
         }
         UacVersion::V1 => {
-            dev.set_interface(chosen.interface, chosen.alt)?;
+            set_alt(&mut dev)?;
             uac::set_sample_rate(&mut dev, &chosen, rate).map_err(uac_err)?
         }
     };
     let detached: Vec<(u8, String)> =
         dev.claims().iter().filter_map(|(i, d)| d.as_ref().map(|d| (*i, d.clone()))).collect();
-    let backend = UsbfsBackend::new(dev, name)?;
+    let backend = UsbfsBackend::new(dev, name)?.on_bus(info.busnum, &info.sysfs_name);
     let speed = crate::capture::Backend::info(&backend).speed;
     let stream = StreamConfig {
         endpoint: chosen.endpoint.address,

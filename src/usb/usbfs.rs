@@ -394,6 +394,8 @@ pub struct UsbfsBackend {
     caps: u32,
     speed: Speed,
     name: String,
+    /// The bus number and sysfs name of the device (see [`UsbfsBackend::on_bus`]).
+    bus: Option<(u8, String)>,
 }
 
 impl UsbfsBackend {
@@ -401,7 +403,14 @@ impl UsbfsBackend {
     pub fn new(dev: UsbfsDevice, name: String) -> Result<UsbfsBackend, UsbfsError> {
         let caps = dev.capabilities()?;
         let speed = dev.speed()?.unwrap_or(Speed::High);
-        Ok(UsbfsBackend { dev, pending: Vec::new(), in_flight: 0, syscalls: 0, caps, speed, name })
+        Ok(UsbfsBackend { dev, pending: Vec::new(), in_flight: 0, syscalls: 0, caps, speed, name, bus: None })
+    }
+
+    /// Says where the device sits (bus `busnum`, sysfs name `sysfs_name`), so an error that
+    /// depends on the bus (ENOSPC: no bandwidth left) can name the bus's other users.
+    pub fn on_bus(mut self, busnum: u8, sysfs_name: &str) -> UsbfsBackend {
+        self.bus = Some((busnum, sysfs_name.to_string()));
+        self
     }
 
     pub fn device(&self) -> &UsbfsDevice {
@@ -529,6 +538,15 @@ impl Backend for UsbfsBackend {
 
     fn syscalls(&self) -> u64 {
         self.syscalls
+    }
+
+    fn explain(&self, e: &BackendError) -> Option<String> {
+        match (e, &self.bus) {
+            (BackendError::Os { errno: Errno::ENOSPC, .. }, Some((busnum, me))) => {
+                Some(super::bus::bandwidth_note(Path::new(super::discovery::SYSFS_USB_DEVICES), *busnum, me))
+            }
+            _ => None,
+        }
     }
 }
 
