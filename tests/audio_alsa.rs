@@ -10,8 +10,10 @@
 //! the real path.
 //!
 //! They run in real time, one at a time. A stall of the whole machine longer than the
-//! latency headroom (seen here for a minute or two after a big build) empties any 20 ms
-//! output; such a run is told apart by a probe thread and run again ([`play_checked`]).
+//! latency headroom (seen here for a minute or two after a big build, and for long spells
+//! on a busy virtual machine) empties any 20 ms output; such a run is told apart by a probe
+//! thread and run again, and when no run is free of stalls, each underrun must be matched
+//! by a stall of the machine itself ([`play_checked`]).
 //!
 //! Needs `libasound2-dev` to build and `libasound2-data` (alsa.conf) to run.
 
@@ -54,48 +56,73 @@ struct Played {
     drops: u64,
     samples: Vec<f32>,
     machine_stall_ms: f64,
+    /// How many times the machine stalled for longer than [`STALL_LIMIT_MS`].
+    machine_stalls: u64,
 }
 
 /// A stall of the whole machine longer than this (the 20 ms target minus the card's two
 /// periods) empties the output whatever the monitor does.
 const STALL_LIMIT_MS: f64 = 12.0;
 
-/// Runs `play` and `check`s it. A failed check is run again (up to five runs in all) only
-/// when a probe thread that sleeps 1 ms at a time saw the machine itself stall for longer
-/// than [`STALL_LIMIT_MS`] during that run (seen here after big builds: 20-54 ms stalls of
-/// every process, with the monitor's underruns in the same runs); any other failure fails.
+/// Runs `play` and `check`s it; returns the run and how many glitches were excused (0 for
+/// a clean run). `check(p, excused)` passes a run whose underruns, overruns and glitched
+/// windows are within `excused` stalls' worth. A failed check is run again (up to five runs
+/// in all) only when a probe thread that sleeps 1 ms at a time saw the machine itself stall
+/// for longer than [`STALL_LIMIT_MS`] during that run (seen here after big builds and on a
+/// busy virtual machine: 15-54 ms stalls of every process, with the monitor's underruns in
+/// the same runs). When the last run stalled too, it passes only if each underrun and
+/// overrun is matched by one of its stalls (`check(p, stalls)`); any other failure fails.
 fn play_checked(
     what: &str,
     run: impl Fn() -> Played,
-    check: impl Fn(&Played) -> Result<(), String>,
-) -> Played {
+    check: impl Fn(&Played, u64) -> Result<(), String>,
+) -> (Played, u64) {
     const RUNS: usize = 5;
     for attempt in 1..=RUNS {
         let p = run();
-        match check(&p) {
-            Ok(()) => return p,
-            Err(e) if p.machine_stall_ms > STALL_LIMIT_MS && attempt < RUNS => eprintln!(
-                "{what}: run {attempt}: {e}; the machine itself stalled for {:.1} ms: running again",
-                p.machine_stall_ms
+        let stalled = p.machine_stall_ms > STALL_LIMIT_MS;
+        match check(&p, 0) {
+            Ok(()) => return (p, 0),
+            Err(e) if stalled && attempt < RUNS => eprintln!(
+                "{what}: run {attempt}: {e}; the machine itself stalled {} times, for up to {:.1} ms: running again",
+                p.machine_stalls, p.machine_stall_ms
             ),
+            Err(e) if stalled => match check(&p, p.machine_stalls) {
+                Ok(()) => {
+                    eprintln!(
+                        "{what}: no run of {RUNS} was free of machine stalls; the last passes with its \
+                         glitches each matched by one of its {} stalls (up to {:.1} ms): {e}",
+                        p.machine_stalls, p.machine_stall_ms
+                    );
+                    let excused = p.machine_stalls;
+                    return (p, excused);
+                }
+                Err(e) => panic!(
+                    "{what}: {e}, more than its {} machine stalls (up to {:.1} ms) account for",
+                    p.machine_stalls, p.machine_stall_ms
+                ),
+            },
             Err(e) => panic!("{what}: {e} (longest machine stall in this run: {:.1} ms)", p.machine_stall_ms),
         }
     }
     unreachable!("the last run returns or panics")
 }
 
-/// The longest time a thread asking to sleep 1 ms was away, until `stop` is set.
-fn stall_probe(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<f64> {
+/// The longest time a thread asking to sleep 1 ms was away, and how many times it was away
+/// for longer than [`STALL_LIMIT_MS`], until `stop` is set.
+fn stall_probe(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<(f64, u64)> {
     std::thread::spawn(move || {
         let mut worst = Duration::ZERO;
+        let mut stalls = 0;
         let mut last = std::time::Instant::now();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(1));
             let now = std::time::Instant::now();
             worst = worst.max(now - last);
+            stalls += u64::from((now - last).as_secs_f64() * 1000.0 > STALL_LIMIT_MS);
             last = now;
         }
-        worst.as_secs_f64() * 1000.0
+        (worst.as_secs_f64() * 1000.0, stalls)
     })
 }
 
@@ -138,10 +165,10 @@ fn play(pcm: &str, rate: u32, clock_ppm: f64, seconds: f64, output_rate: Option<
     assert!(failure.is_none(), "{failure:?}");
     let stats = monitor.stop();
     probe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let machine_stall_ms = probe.join().unwrap();
+    let (machine_stall_ms, machine_stalls) = probe.join().unwrap();
     let bytes = std::fs::read(dir.join(format!("{pcm}.raw"))).unwrap();
     let samples = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    Played { stats, drops: cap.ring_drops, samples, machine_stall_ms }
+    Played { stats, drops: cap.ring_drops, samples, machine_stall_ms, machine_stalls }
 }
 
 /// Fits `a sin(wt) + b cos(wt) + c` to `x` at angular frequency `w` (rad/sample); returns
@@ -186,8 +213,9 @@ fn residual(x: &[f64], w: f64) -> f64 {
 
 /// The worst RMS error (dBFS) of 10 ms windows of the left channel against the best-fitting
 /// 1 kHz sine (frequency searched within ±2000 ppm, as the drift correction may shift it),
-/// over the played part (leading and trailing silence skipped), and the windows checked.
-fn worst_window_error_db(samples: &[f32], channels: usize, rate: f64) -> (f64, usize) {
+/// over the played part (leading and trailing silence skipped), the windows checked, and
+/// how many were worse than [`GLITCH_DB`].
+fn worst_window_error_db(samples: &[f32], channels: usize, rate: f64) -> (f64, usize, usize) {
     let left: Vec<f64> = samples.chunks_exact(channels).map(|f| f64::from(f[0])).collect();
     let first = left.iter().position(|v| v.abs() > 0.01).expect("some sound was played");
     let last = left.iter().rposition(|v| v.abs() > 0.01).unwrap();
@@ -196,57 +224,73 @@ fn worst_window_error_db(samples: &[f32], channels: usize, rate: f64) -> (f64, u
     let win = (rate / 100.0) as usize;
     let mut worst = f64::MIN;
     let mut windows = 0;
+    let mut glitched = 0;
     for w in body.chunks_exact(win) {
         let best = (-40..=40)
             .map(|k| residual(w, 2.0 * std::f64::consts::PI * 1000.0 * (1.0 + k as f64 * 50e-6) / rate))
             .fold(f64::MAX, f64::min);
-        worst = worst.max(20.0 * best.max(1e-12).log10());
+        let db = 20.0 * best.max(1e-12).log10();
+        worst = worst.max(db);
+        glitched += usize::from(db >= GLITCH_DB);
         windows += 1;
     }
-    (worst, windows)
+    (worst, windows, glitched)
 }
+
+/// A 10 ms window further than this from a clean sine is a glitch.
+const GLITCH_DB: f64 = -60.0;
 
 /// Every 10 ms window of the left channel within -60 dBFS RMS of a clean 1 kHz sine (S16
 /// input quantisation alone is about -101 dBFS; the sinc resampler adds little more), at
-/// least 200 windows, and no underrun, overrun or capture drop.
-fn clean_sine(p: &Played) -> Result<(f64, usize), String> {
-    let (worst, windows) = worst_window_error_db(&p.samples, 2, 48_000.0);
+/// least 200 windows, and no underrun, overrun or capture drop; with `excused` machine
+/// stalls, at most that many underruns and overruns and three glitched windows for each
+/// (the gap, and the jump back), never a capture drop.
+fn clean_sine(p: &Played, excused: u64) -> Result<(f64, usize), String> {
+    let (worst, windows, glitched) = worst_window_error_db(&p.samples, 2, 48_000.0);
     let st = &p.stats;
     if windows <= 200 {
         return Err(format!("only {windows} windows played"));
     }
-    if worst >= -60.0 {
-        return Err(format!("worst window error {worst:.1} dBFS; {st:?}"));
+    if glitched as u64 > 3 * excused {
+        return Err(format!("{glitched} glitched windows, worst error {worst:.1} dBFS; {st:?}"));
     }
-    if (st.underruns, st.overruns, p.drops) != (0, 0, 0) {
+    glitches_within(p, excused)?;
+    Ok((worst, windows))
+}
+
+/// At most `excused` underruns and overruns, and no capture drop.
+fn glitches_within(p: &Played, excused: u64) -> Result<(), String> {
+    let st = &p.stats;
+    if st.underruns > excused || st.overruns > excused || p.drops > 0 {
         return Err(format!("underruns, overruns, drops {:?}: {st:?}", (st.underruns, st.overruns, p.drops)));
     }
-    Ok((worst, windows))
+    Ok(())
 }
 
 #[test]
 fn a_48k_sine_comes_out_of_alsa_as_it_went_in() {
-    let p = play_checked(
+    let (p, excused) = play_checked(
         "48k -> 48k",
         || play("iso_equal48", 48_000, 0.0, 3.0, None),
-        |p| clean_sine(p).map(drop),
+        |p, excused| clean_sine(p, excused).map(drop),
     );
-    let (worst, windows) = clean_sine(&p).unwrap();
+    let (worst, windows) = clean_sine(&p, excused).unwrap();
     eprintln!("48k -> 48k: worst window error {worst:.1} dBFS over {windows} windows; {:?}", p.stats);
 }
 
 #[test]
 fn a_44k1_device_is_resampled_to_a_48k_output() {
-    let check = |p: &Played| {
-        clean_sine(p)?;
+    let check = |p: &Played, excused| {
+        clean_sine(p, excused)?;
         let ratio = p.stats.ratio;
         if (ratio / (48_000.0 / 44_100.0) - 1.0).abs() >= 0.0011 {
             return Err(format!("ratio {ratio}"));
         }
         Ok(())
     };
-    let p = play_checked("44.1k -> 48k", || play("iso_equal44", 44_100, 0.0, 3.0, Some(48_000)), check);
-    let (worst, windows) = clean_sine(&p).unwrap();
+    let (p, excused) =
+        play_checked("44.1k -> 48k", || play("iso_equal44", 44_100, 0.0, 3.0, Some(48_000)), check);
+    let (worst, windows) = clean_sine(&p, excused).unwrap();
     eprintln!("44.1k -> 48k: worst window error {worst:.1} dBFS over {windows} windows; {:?}", p.stats);
 }
 
@@ -254,14 +298,9 @@ fn a_44k1_device_is_resampled_to_a_48k_output() {
 #[test]
 fn a_500_ppm_fast_device_holds_the_latency_for_60_s_without_underrun() {
     let seconds = std::env::var("ISOSCOPE_DRIFT_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60.0);
-    let check = |p: &Played| {
+    let check = |p: &Played, excused| {
+        glitches_within(p, excused)?;
         let st = &p.stats;
-        if (st.underruns, st.overruns, p.drops) != (0, 0, 0) {
-            return Err(format!(
-                "underruns, overruns, drops {:?}: {st:?}",
-                (st.underruns, st.overruns, p.drops)
-            ));
-        }
         let median = st.latency_ms_median.ok_or("no latency measured")?;
         let p99 = st.latency_ms_p99.ok_or("no latency measured")?;
         if (median - 20.0).abs() > 2.0 {
@@ -275,7 +314,7 @@ fn a_500_ppm_fast_device_holds_the_latency_for_60_s_without_underrun() {
         }
         Ok(())
     };
-    let p = play_checked("drift 500 ppm", || play("iso_drift", 48_000, 500.0, seconds, None), check);
+    let (p, _) = play_checked("drift 500 ppm", || play("iso_drift", 48_000, 500.0, seconds, None), check);
     eprintln!("drift 500 ppm for {seconds} s: {:?}", p.stats);
 }
 

@@ -72,6 +72,37 @@ fn capture_writes_verified_wav_and_the_documented_stats() {
 }
 
 #[test]
+fn an_uncached_mapping_makes_auto_take_copy_mode_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("s.json");
+    let capture = |extra: &[&str]| {
+        let mut args =
+            vec!["capture", "--device", "sim", "--seconds", "0.2", "--stats-json", json.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (stats(&json), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The simulator's mapped pages read like the heap: auto uses them, and says how fast.
+    let (s, _) = capture(&[]);
+    assert_eq!(s["mode_used"], "zerocopy");
+    let x = s["mapping_read_slowdown"].as_f64().unwrap();
+    assert!(x > 0.0 && x < 4.0, "{s}");
+    // Reads 40 times slower (an uncached mapping, as on a Raspberry Pi): auto takes copy mode.
+    let (s, stderr) = capture(&["--sim-slow-mapping", "40"]);
+    assert_eq!(s["mode_used"], "copy");
+    assert_eq!(s["urbs_zerocopy"], 0);
+    assert!(
+        stderr.contains("times slower than reading heap memory") && stderr.contains("copy mode"),
+        "{stderr}"
+    );
+    // --mode zerocopy keeps the mapping, with the same warning.
+    let (s, stderr) = capture(&["--sim-slow-mapping", "40", "--mode", "zerocopy"]);
+    assert_eq!(s["mode_used"], "zerocopy");
+    assert!(stderr.contains("zero-copy as asked, but reading the usbfs mapping"), "{stderr}");
+}
+
+#[test]
 fn copy_mode_and_the_auto_fallback_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("c.json");

@@ -110,6 +110,13 @@ pub trait Backend: Send + 'static {
     fn explain(&self, _e: &BackendError) -> Option<String> {
         None
     }
+
+    /// How many times slower than measured the simulator makes reads of its mapped memory
+    /// (`--sim-slow-mapping`, standing in for an uncached mapping); 1 for a real device,
+    /// whose mapping is simply measured.
+    fn simulated_mapping_slowdown(&self) -> f64 {
+        1.0
+    }
 }
 
 #[cfg(test)]

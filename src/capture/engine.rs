@@ -24,6 +24,7 @@ use super::backend::{Backend, BackendError, BackendInfo};
 use super::monitor::{raw_tap, RawSource, RawTap, SlotState, SlotStates};
 use super::plan::{ModeRequest, StreamConfig, UrbPlan};
 use super::stats::{thread_cpu_ns, CaptureCounters, StatsSnapshot};
+use crate::dma::probe::{self, ReadSpeed};
 use crate::dma::{
     human_bytes, BudgetError, BufferPool, MemoryLimit, MemoryPlan, PoolLayout, TransferPath,
     USBFS_MEMORY_MB_PATH,
@@ -95,6 +96,9 @@ pub struct CaptureInfo {
     pub path: TransferPath,
     /// Why zero-copy was not used in auto mode, if it was not.
     pub fallback: Option<String>,
+    /// How fast the mapped pool read against heap memory, measured before streaming
+    /// (zero-copy pools only; see [`crate::dma::probe`]).
+    pub mapping_read: Option<ReadSpeed>,
 }
 
 /// Why a capture could not start or had to end.
@@ -352,7 +356,7 @@ fn prepare<B: Backend>(
     let limit = backend.memory_limit(cfg.app_cap_bytes);
     let layout = PoolLayout::new(plan.packets_per_urb * stream.packet_len as usize, plan.total_urbs());
 
-    let (mut pool, fallback) = match cfg.mode {
+    let (pool, fallback) = match cfg.mode {
         ModeRequest::Copy => (BufferPool::heap(layout), None),
         ModeRequest::ZeroCopy => {
             (zero_copy_pool(&mut backend, layout, &plan, &limit).map_err(|r| r.into_error(&name))?, None)
@@ -361,6 +365,13 @@ fn prepare<B: Backend>(
             Ok(pool) => (pool, None),
             Err(why) => (BufferPool::heap(layout), Some(why.reason())),
         },
+    };
+    // Read the mapped pool once against the heap: an uncached mapping (some ARM kernels)
+    // makes zero-copy dearer than the copy it saves, and auto then takes copy mode.
+    let mapping_read = probe::measure(&pool).map(|s| s.scaled(backend.simulated_mapping_slowdown()));
+    let (mut pool, fallback) = match mapping_read.and_then(|s| s.too_slow()) {
+        Some(why) if cfg.mode == ModeRequest::Auto => (BufferPool::heap(layout), Some(why)),
+        _ => (pool, fallback),
     };
     let memory = layout.plan(pool.path(), plan.urbs_in_flight, plan.packets_per_urb);
     memory.check(&limit).map_err(|source| CaptureError::Budget { device: name.clone(), source })?;
@@ -393,7 +404,7 @@ fn prepare<B: Backend>(
         slots.set(id, SlotState::InFlight);
     }
 
-    let info = CaptureInfo { device, stream, plan, memory, limit, path, fallback };
+    let info = CaptureInfo { device, stream, plan, memory, limit, path, fallback, mapping_read };
     let counters = Arc::new(CaptureCounters::default());
     let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(4);
     let (retired_tx, retired_rx) = crossbeam_channel::bounded(MAX_SINKS);

@@ -28,6 +28,8 @@ struct Report<'a> {
     format: String,
     mode_used: TransferPath,
     fallback: Option<&'a str>,
+    /// How many times slower the mapped pool read than heap memory (zero-copy pools).
+    mapping_read_slowdown: Option<f64>,
     urbs: u64,
     packets: u64,
     bytes: u64,
@@ -137,6 +139,7 @@ fn session<B: Backend>(
         format: format.to_string(),
         mode_used: info.path,
         fallback: info.fallback.as_deref(),
+        mapping_read_slowdown: info.mapping_read.map(|s| s.slowdown()),
         urbs: stats.urbs,
         packets: stats.packets,
         bytes: stats.bytes,
@@ -248,6 +251,9 @@ pub(super) fn print_banner(info: &CaptureInfo) {
     );
     if let Some(why) = &info.fallback {
         eprintln!("isoscope: warning: zero-copy unavailable, capturing in copy mode instead: {why}");
+    }
+    if let Some(why) = info.mapping_read.and_then(|s| s.too_slow()).filter(|_| info.fallback.is_none()) {
+        eprintln!("isoscope: warning: zero-copy as asked, but {why}");
     }
 }
 

@@ -29,6 +29,7 @@ pub fn open(args: &DeviceArgs) -> anyhow::Result<(Source, Option<Verifier>)> {
         usbfs_memory_mb: args.sim_usbfs_mb,
         seed: args.sim_seed,
         clock_ppm: args.sim_clock_ppm,
+        mapping_slowdown: args.sim_slow_mapping,
         ..SimConfig::default()
     };
     let opened = source::open(&args.device, &req, &sim)?;

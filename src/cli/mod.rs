@@ -244,6 +244,10 @@ pub struct DeviceArgs {
     /// compensation at work.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, help_heading = "Simulated device")]
     pub sim_clock_ppm: f64,
+    /// Simulated device: its mapped memory reads this many times slower than the heap (an
+    /// uncached mapping, as on some ARM kernels), to see `--mode auto` take copy mode.
+    #[arg(long, default_value_t = 1.0, help_heading = "Simulated device")]
+    pub sim_slow_mapping: f64,
 }
 
 #[derive(clap::Args, Debug)]

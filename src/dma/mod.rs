@@ -6,6 +6,7 @@
 
 mod budget;
 mod pool;
+pub mod probe;
 mod region;
 
 pub use budget::{

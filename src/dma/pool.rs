@@ -136,6 +136,11 @@ impl BufferPool {
         &self.regions
     }
 
+    /// The slots, before they are handed out (read-only: nothing is in flight yet).
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
     /// Hands the slots out (to become URB buffers). The regions stay alive through them.
     pub fn into_slots(self) -> Vec<Slot> {
         self.slots

@@ -58,6 +58,9 @@ pub struct SimConfig {
     /// 500 ppm more frames per host second than its nominal rate, like a real device whose
     /// crystal runs fast. 0 is the host's clock exactly. Must lie in -100000..=100000.
     pub clock_ppm: f64,
+    /// Reads of the mapped pool count this many times slower than measured, as on a kernel
+    /// that maps usbfs DMA memory uncached (1: as measured).
+    pub mapping_slowdown: f64,
 }
 
 impl Default for SimConfig {
@@ -75,6 +78,7 @@ impl Default for SimConfig {
             seed: 1,
             free_dma: false,
             clock_ppm: 0.0,
+            mapping_slowdown: 1.0,
         }
     }
 }
@@ -331,6 +335,10 @@ impl Backend for SimBackend {
             can_mmap: self.cfg.can_mmap,
             simulated: true,
         }
+    }
+
+    fn simulated_mapping_slowdown(&self) -> f64 {
+        self.cfg.mapping_slowdown
     }
 
     fn memory_limit(&self, app_cap_bytes: u64) -> MemoryLimit {

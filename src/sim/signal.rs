@@ -171,8 +171,17 @@ impl PcmTable {
     }
 
     fn from_wav(path: &Path) -> Result<PcmTable, SignalError> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| SignalError::Wav { path: path.to_path_buf(), source: hound::Error::IoError(e) })?;
+        Self::from_wav_reader(std::io::BufReader::new(file), path)
+    }
+
+    /// Reads a WAV file's samples from `input` as a table, as `wav:PATH` and `verify-wav`
+    /// do; `path` names it in errors. Any bytes give a table or an error, never a panic
+    /// (fuzzed: `fuzz/fuzz_targets/wav.rs`).
+    pub fn from_wav_reader(input: impl std::io::Read, path: &Path) -> Result<PcmTable, SignalError> {
         let wav_err = |source| SignalError::Wav { path: path.to_path_buf(), source };
-        let mut reader = hound::WavReader::open(path).map_err(wav_err)?;
+        let mut reader = hound::WavReader::new(input).map_err(wav_err)?;
         let spec = reader.spec();
         let sample = match (spec.sample_format, spec.bits_per_sample) {
             (hound::SampleFormat::Int, 8) => SampleFormat::U8,
