@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{BufferPool, TransferPath};
 
 /// Past this many times slower than heap memory, `--mode auto` takes copy mode. An uncached
-/// mapping is 35-50x; a cached one measures 0.8-1.5x here, noise included.
+/// mapping is 35-50x (raspberrypi/linux#3818); a cached one reads like the heap.
 pub const SLOW_MAPPING: f64 = 4.0;
 
 /// Bytes of the pool read per measurement (all of it when smaller).

@@ -55,17 +55,21 @@ pub fn ui(ui: &mut egui::Ui, s: Status<'_>) {
                 ui.label("drops 0");
             }
             if errs > 0 {
-                ui.colored_label(warn, format!("packet errors {errs}")).on_hover_text(format!(
-                    "Failed packets are never read as signal.\n{}",
-                    st.packet_error_lines().join("\n")
-                ));
+                // The lines are built only while the pointer is on the label.
+                ui.colored_label(warn, format!("packet errors {errs}")).on_hover_ui(|ui| {
+                    ui.label("Failed packets are never read as signal.");
+                    for line in st.packet_error_lines() {
+                        ui.label(line);
+                    }
+                });
             } else {
                 ui.label("errors 0");
             }
             if st.all_zero_run_ns >= crate::capture::stats::ALL_ZERO_NOTICE.as_nanos() as u64 {
-                let note = st.all_zero_note().unwrap_or_default();
                 ui.colored_label(warn, format!("all zeros for {:.0} s", st.all_zero_run_ns as f64 / 1e9))
-                    .on_hover_text(note);
+                    .on_hover_ui(|ui| {
+                        ui.label(st.all_zero_note().unwrap_or_default());
+                    });
             }
         }
         if let Some(n) = s.note {

@@ -80,37 +80,20 @@ impl std::fmt::Display for BusUser {
 /// (every hub has one, and it takes a few bytes). Unreadable entries are skipped: this
 /// explains an error, it must not cause one.
 pub fn periodic_users(root: &Path, busnum: u8, except: &str) -> Vec<BusUser> {
-    let prefix = format!("{busnum}-");
-    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&prefix) && !n.contains(':') && n != except)
-        .collect();
-    names.sort();
+    let devices = children(root, &format!("{busnum}-"))
+        .into_iter()
+        .filter(|d| d.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.contains(':') && n != except));
     let mut users = Vec::new();
-    for name in names {
-        let dev = root.join(&name);
+    for dev in devices {
         if read(&dev, "bDeviceClass").as_deref() == Some("09") {
             continue; // a hub
         }
-        let mut endpoints = Vec::new();
-        let Ok(children) = std::fs::read_dir(&dev) else { continue };
-        let mut interfaces: Vec<_> = children
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&format!("{name}:"))))
-            .map(|e| e.path())
+        let Some(name) = dev.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        let endpoints: Vec<PeriodicEndpoint> = children(&dev, &format!("{name}:"))
+            .iter()
+            .flat_map(|intf| children(intf, "ep_"))
+            .filter_map(|ep| periodic_endpoint(&ep))
             .collect();
-        interfaces.sort();
-        for intf in interfaces {
-            let Ok(eps) = std::fs::read_dir(&intf) else { continue };
-            let mut eps: Vec<_> = eps
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("ep_")))
-                .map(|e| e.path())
-                .collect();
-            eps.sort();
-            endpoints.extend(eps.iter().filter_map(|ep| periodic_endpoint(ep)));
-        }
         if endpoints.is_empty() {
             continue;
         }
@@ -126,6 +109,18 @@ pub fn periodic_users(root: &Path, busnum: u8, except: &str) -> Vec<BusUser> {
         users.push(BusUser { sysfs_name: name, label, endpoints });
     }
     users
+}
+
+/// The entries of `dir` whose names start with `prefix`, sorted (none if it cannot be read).
+fn children(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(prefix)))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
 }
 
 /// A sentence for an ENOSPC on bus `busnum`: who else reserves periodic bandwidth there.
@@ -148,10 +143,9 @@ pub fn bandwidth_note(root: &Path, busnum: u8, except: &str) -> String {
     )
 }
 
+/// A sysfs attribute, trimmed; `None` when missing or empty.
 fn read(dir: &Path, file: &str) -> Option<String> {
-    let s = std::fs::read_to_string(dir.join(file)).ok()?;
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
+    super::discovery::read_trim(&dir.join(file)).filter(|s| !s.is_empty())
 }
 
 /// An `ep_XX` directory's endpoint, if it is iso or interrupt.
@@ -161,8 +155,8 @@ fn periodic_endpoint(ep: &Path) -> Option<PeriodicEndpoint> {
         "Interrupt" => false,
         _ => return None,
     };
-    let address = u8::from_str_radix(&read(ep, "bEndpointAddress")?, 16).ok()?;
-    let wmax = u16::from_str_radix(&read(ep, "wMaxPacketSize")?, 16).ok()?;
+    let address: u8 = super::discovery::read_hex(&ep.join("bEndpointAddress"))?;
+    let wmax: u16 = super::discovery::read_hex(&ep.join("wMaxPacketSize"))?;
     let bytes_per_interval = u32::from(wmax & 0x7ff) * (1 + u32::from((wmax >> 11) & 3));
     let interval_us = parse_interval(&read(ep, "interval")?)?;
     Some(PeriodicEndpoint { address, iso, bytes_per_interval, interval_us })

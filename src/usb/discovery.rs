@@ -79,11 +79,11 @@ pub enum DiscoveryError {
     List { path: PathBuf, source: std::io::Error },
 }
 
-fn read_trim(p: &Path) -> Option<String> {
+pub(super) fn read_trim(p: &Path) -> Option<String> {
     std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
 }
 
-fn read_hex<T: TryFrom<u32>>(p: &Path) -> Option<T> {
+pub(super) fn read_hex<T: TryFrom<u32>>(p: &Path) -> Option<T> {
     T::try_from(u32::from_str_radix(&read_trim(p)?, 16).ok()?).ok()
 }
 
