@@ -131,6 +131,8 @@ pub struct AudioState {
     /// Why monitoring is not playing (no sound card, busy, ...), with the fix in the text.
     pub monitor_error: Option<String>,
     pub outputs: Vec<OutputInfo>,
+    /// The last monitor's final statistics and output, shown frozen after Listen is off.
+    pub last_monitor: Option<(crate::audio::MonitorStats, String)>,
     pub recording: Option<Recording>,
     /// What the last recording wrote, or why it failed.
     pub last_recording: Option<String>,
@@ -317,6 +319,7 @@ impl IsoscopeApp {
         // A saved map that does not fit this device falls back to the default.
         let channel_map = a.channel_map.as_deref().and_then(|m| ChannelMap::parse(m, format.channels).ok());
         let cfg = MonitorConfig {
+            host: a.host,
             output: a.output.clone(),
             latency_ms: a.latency_ms.clamp(5.0, 500.0),
             volume: a.volume,
@@ -340,7 +343,8 @@ impl IsoscopeApp {
 
     fn stop_monitor(&mut self) {
         if let Some(m) = self.audio.monitor.take() {
-            m.stop();
+            let name = monitor_name(m.info());
+            self.audio.last_monitor = Some((m.stop(), name));
         }
     }
 
@@ -815,7 +819,8 @@ impl IsoscopeApp {
                 },
             );
         });
-        egui::SidePanel::right("meters").resizable(false).default_width(220.0).show(ctx, |ui| {
+        // A fixed width: starting to listen adds longer lines, and controls must not move.
+        egui::SidePanel::right("meters").resizable(false).exact_width(240.0).show(ctx, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 crate::ui::spectrum::meters_ui(ui, &self.analysis);
                 ui.separator();
@@ -823,10 +828,10 @@ impl IsoscopeApp {
                     settings: &mut self.settings.audio,
                     channels: self.live.as_ref().map_or(0, |l| l.info.stream.format.channels),
                     outputs: &self.audio.outputs,
-                    monitor: self.audio.monitor.as_ref().map(|m| {
-                        let i = m.info();
-                        (m.stats(), format!("{} at {} Hz", i.output, i.output_rate))
-                    }),
+                    monitor: match &self.audio.monitor {
+                        Some(m) => Some((m.stats(), monitor_name(m.info()), true)),
+                        None => self.audio.last_monitor.clone().map(|(st, name)| (st, name, false)),
+                    },
                     monitor_error: self.audio.monitor_error.as_deref(),
                     recording: self
                         .audio
@@ -992,6 +997,11 @@ pub fn run(opts: GuiOptions) -> Result<Option<PathBuf>, String> {
         Some(Err(e)) => Err(e),
         None => Err("the window closed before the screenshot was taken".into()),
     }
+}
+
+/// The monitor's output as the audio panel names it.
+fn monitor_name(i: &crate::audio::MonitorInfo) -> String {
+    format!("{}: {} at {} Hz", i.host, i.output_description, i.output_rate)
 }
 
 #[cfg(test)]

@@ -331,7 +331,7 @@ fn monitor_without_sound_card(extra: &[&str]) -> std::process::Output {
     let conf = dir.path().join("nocard.conf");
     std::fs::write(&conf, "pcm.!default { type plug slave.pcm \"hw:99,0\" }\n").unwrap();
     std::process::Command::new(env!("CARGO_BIN_EXE_isoscope"))
-        .args(["monitor", "--device", "sim", "--seconds", "0.3", "--quiet"])
+        .args(["monitor", "--device", "sim", "--host", "alsa", "--seconds", "0.3", "--quiet"])
         .args(extra)
         .env("ALSA_CONFIG_PATH", &conf)
         .stdin(std::process::Stdio::null())
@@ -344,13 +344,74 @@ fn without_a_sound_card_monitoring_fails_clearly_but_recording_goes_on() {
     let out = monitor_without_sound_card(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("no sound card") && err.contains("recording work without one"), "{err}");
+    assert!(err.contains("no sound output") && err.contains("recording work without one"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("r.wav");
     let out = monitor_without_sound_card(&["--wav", wav.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("warning: no sound card") && err.contains("Recording without monitoring"), "{err}");
+    assert!(
+        err.contains("warning: no sound output") && err.contains("Recording without monitoring"),
+        "{err}"
+    );
     assert!(hound::WavReader::open(&wav).unwrap().duration() > 0);
+}
+
+/// An ALSA file PCM without a clock takes audio as fast as it is given (4.7 GB of zeros in
+/// 10 s before the monitor checked). The monitor must notice within a second, stop feeding
+/// it, say so, and let the capture and the recording go on.
+#[test]
+fn an_output_without_a_clock_is_stopped_within_a_second_and_the_recording_goes_on() {
+    let dir = tempfile::tempdir_in(if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" }).unwrap();
+    let raw = dir.path().join("fast.raw");
+    let conf = dir.path().join("fast.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcm.iso_fast {{\n  type file\n  slave.pcm \"null\"\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            raw.display()
+        ),
+    )
+    .unwrap();
+    let wav = dir.path().join("take.wav");
+    let json = dir.path().join("stats.json");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_isoscope"))
+            .args(["monitor", "--device", "sim", "--rate", "48000", "--host", "alsa", "--output", "iso_fast"])
+            .args(["--seconds", "3", "--quiet", "--stats-json"])
+            .arg(&json)
+            .args(extra)
+            .env("ALSA_CONFIG_PATH", format!("/usr/share/alsa/alsa.conf:{}", conf.display()))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--wav", wav.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "with a recording, the capture goes on: {err}");
+    assert!(err.contains("faster than real time") && err.contains("stopped playing"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["output_fault"]["kind"], "too_fast", "{report}");
+    assert!(report["output_fault"]["ratio"].as_f64().unwrap() > 1.5, "{report}");
+    // Stopped within a second: it took at most a second's worth of real time at the ratio
+    // it ran at, i.e. far less than the runaway (f32 stereo at 48 kHz: 384 kB per second).
+    let written = std::fs::metadata(&raw).unwrap().len();
+    let ratio = report["output_fault"]["ratio"].as_f64().unwrap();
+    assert!(
+        (written as f64) < 384_000.0 * ratio.max(1.0) * 1.2 + 384_000.0,
+        "{written} bytes at {ratio:.1}x"
+    );
+    // The recording holds the whole 3 s, and the capture lost nothing to the stopped monitor.
+    let frames = hound::WavReader::open(&wav).unwrap().duration();
+    assert!(frames as f64 > 2.5 * 48_000.0, "{frames} frames recorded");
+    assert_eq!(report["capture_ring_drops"], 0, "{report}");
+
+    // Without a recording, listening was the whole point: exit 1, with the reason.
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("nothing was heard") && err.contains("faster than real time"),
+        "{err}"
+    );
 }

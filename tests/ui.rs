@@ -222,10 +222,12 @@ fn the_monitor_plays_the_capture_through_alsa_and_goes_off_again() {
     let mut h = harness("sim:sine:1000");
     {
         let a = h.state_mut();
+        a.settings.audio.host = Some(isoscope::audio::AudioHost::Alsa);
         a.settings.audio.output = Some("iso_ui".into());
         a.settings.audio.pacing = isoscope::audio::Pacing::HostClock;
     }
     step_until(&mut h, "the capture", |a| a.running());
+    let volume_before = h.get_by_label("mute").rect();
     h.key_press(egui::Key::M);
     step_until(&mut h, "half a second played", |a| {
         a.audio.monitor.as_ref().is_some_and(|m| m.stats().frames_played > 24_000)
@@ -236,10 +238,16 @@ fn the_monitor_plays_the_capture_through_alsa_and_goes_off_again() {
     assert!(st.latency_ms_median.is_some(), "{st:?}");
     // The sound went on to the card, and the capture kept its own data: no drops.
     assert_eq!(a.last_stats.as_ref().unwrap().ring_drops, 0);
+    // Listening added its statistics to the side panel, and no control moved.
+    h.get_by_label("median / p99");
+    assert_eq!(h.get_by_label("mute").rect(), volume_before, "the mute box moved when listening began");
     h.get_by_label("🔊 Listening").click();
     h.step();
     h.step();
     assert!(h.state().audio.monitor.is_none() && !h.state().settings.audio.monitor);
+    // The last figures stay on screen, frozen, and say so.
+    h.get_by_label("Last listen (stopped):");
+    h.get_by_label("median / p99");
     let raw = std::fs::read(dir.join("iso_ui.raw")).unwrap();
     let peak =
         raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs()).fold(0.0, f32::max);
@@ -250,6 +258,7 @@ fn the_monitor_plays_the_capture_through_alsa_and_goes_off_again() {
 fn without_that_sound_card_the_monitor_says_so_and_the_capture_goes_on() {
     alsa_file_pcm();
     let mut h = harness("sim:sine:1000");
+    h.state_mut().settings.audio.host = Some(isoscope::audio::AudioHost::Alsa);
     h.state_mut().settings.audio.output = Some("no-such-output".into());
     step_until(&mut h, "the capture", |a| a.running());
     h.key_press(egui::Key::M);

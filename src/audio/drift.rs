@@ -80,6 +80,25 @@ impl DriftController {
         self.smoothed_s = None;
     }
 
+    /// Forgets the learned clock offset too (when it pinned the correction at its bound).
+    pub fn reset_integral(&mut self) {
+        self.integral = 0.0;
+        self.correction = 0.0;
+    }
+
+    /// Smooths the fill over at least `seconds` (an output that takes 20 ms at a time needs
+    /// longer than one that takes 3 ms, or its saw-tooth reaches the ratio).
+    pub fn set_min_smoothing(&mut self, seconds: f64, base: f64) {
+        if seconds.is_finite() {
+            self.cfg.smoothing_s = seconds.max(base);
+        }
+    }
+
+    /// The bound of the correction, ppm.
+    pub fn max_ppm(&self) -> f64 {
+        self.cfg.max_ppm
+    }
+
     /// Changes the buffered audio to hold (e.g. when the card's measured delay changes).
     pub fn set_target(&mut self, target_s: f64) {
         if target_s.is_finite() {

@@ -16,5 +16,7 @@ pub mod stats;
 
 pub use drift::{DriftConfig, DriftController};
 pub use monitor::{ChannelMap, Monitor, MonitorConfig, MonitorError, MonitorInfo, Pacing};
-pub use output::{list_outputs, open_output, OutputError, OutputInfo};
-pub use stats::{MonitorCounters, MonitorStats};
+pub use output::{
+    default_host, list_host_outputs, list_outputs, open_output, AudioHost, OutputError, OutputInfo,
+};
+pub use stats::{MonitorCounters, MonitorStats, OutputFault};

@@ -15,13 +15,34 @@
 //! 0.5 ms after the engine's push, which follows the URB's completion by the time it takes
 //! to walk and decode it). It tracks that batch's *middle* frame through the resampler
 //! (its position in the output stream, the resampler's delay included) into ring 2. When
-//! the callback hands that frame to the sound card, the figure is
-//! `play time - seen time`, where `play time` is the callback's entry time plus the card's
-//! own delay that ALSA reports for this buffer (`playback - callback` of cpal's timestamp)
-//! plus the frame's offset in the buffer. So: URB completion (within 0.5 ms) to the moment
+//! the callback hands that frame to the output, the figure is
+//! `play time - seen time`, where `play time` is the callback's entry time plus the output's
+//! own delay that ALSA or the sound server reports for this buffer (`playback - callback` of
+//! cpal's timestamp: with PipeWire or PulseAudio, the server's buffer and the sink's
+//! latency) plus the frame's offset in the buffer. So it is what the user hears. So: URB completion (within 0.5 ms) to the moment
 //! the frame is due at the DAC, averaged over the frames of a URB by taking the middle one.
 //! Frames in a URB were captured up to one URB duration before its completion; that part
 //! is the capture's URB size (`--urb-ms`), not the monitor's, and is not included.
+//!
+//! # Holding the latency on outputs that come in bursts
+//!
+//! The worker controls only what it buffers (ring 2). It aims that at the target less the
+//! output's own delay (averaged over about a second) and the resampler's, but never below
+//! the largest callback the output made lately plus the largest batch the capture delivered
+//! and 2 ms: a sound server asks for a whole quantum (5 to 40 ms) at once, and the ring must
+//! hold it. When the output's delay alone exceeds the target, the latency held is that
+//! floor, and the statistics say so (`holding_ms`). A PI loop on the ring's fill sets the
+//! resampling ratio (see [`super::drift`]); when the fill is off by more than the loop can
+//! correct (over 10 ms or half the target, plus half a burst, for 0.3 s; or the correction
+//! pinned at its bound for 2 s) the worker resyncs at once: drops device frames or adds
+//! silence, and counts it.
+//!
+//! # Outputs that are not clocks
+//!
+//! The worker compares the frames the output asks for with the host clock. An output that
+//! takes them more than 1.5 times faster than real time (over half a second, after its first
+//! quarter second), or takes none for a second, is not a sound card: the monitor pauses it,
+//! says so ([`OutputFault`]) and plays no more; the capture goes on.
 //!
 //! # The callback
 //!
@@ -40,19 +61,21 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 use rubato::Resampler;
 
 use super::drift::{DriftConfig, DriftController};
-use super::output::{open_output, ChosenConfig, OutputError};
-use super::stats::{MonitorCounters, MonitorStats};
+use super::output::{open_output, AudioHost, ChosenConfig, OutputError};
+use super::stats::{MonitorCounters, MonitorStats, OutputFault};
 use crate::capture::stats::thread_cpu_ns;
 use crate::dsp::PcmFormat;
 
 /// How often the worker looks at ring 1.
 const WORKER_TICK: Duration = Duration::from_micros(500);
-/// Weight of one new latency sample in the learned latency-minus-fill offset (about a
-/// 1000-sample, i.e. a few seconds', average).
-const BIAS_TICK_WEIGHT: f64 = 0.001;
-/// How far over the target (at least; half the target if more) the latency may get before
-/// the worker drops device frames to resync.
+/// How far off the target (at least; half the target if more, plus half a burst) the ring's
+/// fill may get, for [`RESYNC_AFTER`], before the worker resyncs.
 const RESYNC_EXCESS_S: f64 = 0.010;
+const RESYNC_AFTER: Duration = Duration::from_millis(300);
+/// How long the drift correction may sit at its bound before the worker resyncs.
+const PINNED_AFTER: Duration = Duration::from_secs(2);
+/// The shortest period cpal's PulseAudio host keeps up with (see [`Monitor::start`]).
+const PULSE_MIN_PERIOD_S: f64 = 0.021;
 /// Input frames the resampler takes per call.
 const CHUNK_FRAMES: usize = 64;
 
@@ -153,7 +176,11 @@ impl ChannelMap {
 /// How to monitor.
 #[derive(Clone, Debug)]
 pub struct MonitorConfig {
-    /// The output's ALSA name or a unique part of its description; None: the default output.
+    /// The sound system; None: the first of PipeWire, PulseAudio and ALSA that runs (and,
+    /// for a named output, every running one).
+    pub host: Option<AudioHost>,
+    /// The output's name (an id from [`super::list_outputs`]) or a unique part of its
+    /// description; None: the host's default output.
     pub output: Option<String>,
     /// The latency to hold, ms (default 20).
     pub latency_ms: f64,
@@ -171,6 +198,7 @@ pub struct MonitorConfig {
 impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
+            host: None,
             output: None,
             latency_ms: 20.0,
             volume: 1.0,
@@ -186,7 +214,11 @@ impl Default for MonitorConfig {
 /// What a monitor was set up with.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct MonitorInfo {
+    /// The sound system played through.
+    pub host: AudioHost,
     pub output: String,
+    /// The output's name as the desktop shows it.
+    pub output_description: String,
     pub output_rate: u32,
     pub output_channels: u16,
     pub sample_format: String,
@@ -224,7 +256,7 @@ enum Control {
 
 /// A running monitor. Dropping it stops playback.
 pub struct Monitor {
-    stream: Option<cpal::Stream>,
+    /// The worker; it owns the output stream and drops it when it ends.
     worker: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     controls: Sender<Control>,
@@ -255,12 +287,25 @@ impl Monitor {
         if format.channels == 0 || format.rate == 0 {
             return Err(MonitorError::Config(format!("cannot play {format}")));
         }
-        let device = open_output(cfg.output.as_deref())?;
+        let device = open_output(cfg.host, cfg.output.as_deref())?;
         let want_channels = cfg.channel_map.as_ref().map_or(2, |m| m.outputs().max(2)) as u16;
         let want_rate = cfg.output_rate.unwrap_or(format.rate);
         // A period of about a sixth of the target: the card's own buffer (two periods) then
-        // leaves room in the target for the ring to absorb URB and period bursts.
-        let period = ((cfg.latency_ms / 6.0 / 1000.0) * f64::from(want_rate)).round().max(32.0) as u32;
+        // leaves room in the target for the ring to absorb URB and period bursts. cpal's
+        // PulseAudio client asks the server for a buffer of two periods, and the server
+        // refills it about every 20 ms whatever it is told (measured here: periods of 5, 10
+        // and 13 ms got 0.44x, 0.63x and 0.85x real time, 20 ms got 1.0x), so on that host
+        // a period is at least 21 ms.
+        // ALSA's default device (or its "pulse"/"pipewire" PCMs) goes to the sound server when
+        // one runs, through alsa-plugins' PulseAudio client, which keeps up no better with
+        // short periods (measured here: 5 ms periods got 0.77x real time and 4 resyncs in 5 s).
+        let through_server = device.host == AudioHost::Alsa
+            && matches!(device.id.as_str(), "default" | "pulse" | "pipewire")
+            && (AudioHost::PulseAudio.running() || AudioHost::PipeWire.running());
+        let min_period_s =
+            if device.host == AudioHost::PulseAudio || through_server { PULSE_MIN_PERIOD_S } else { 0.0 };
+        let period_s = (cfg.latency_ms / 6.0 / 1000.0).max(min_period_s);
+        let period = (period_s * f64::from(want_rate)).round().max(32.0) as u32;
         let ChosenConfig { config, sample_format } =
             device.choose_config(want_rate, want_channels, period)?;
         let out_ch = usize::from(config.channels);
@@ -279,7 +324,9 @@ impl Monitor {
             cpal::BufferSize::Default => None,
         };
         let info = MonitorInfo {
+            host: device.host,
             output: device.id.clone(),
+            output_description: device.description.clone(),
             output_rate: out_rate,
             output_channels: config.channels,
             sample_format: sample_format.to_string(),
@@ -342,8 +389,17 @@ impl Monitor {
             epoch,
             out_rate: f64::from(out_rate),
             nominal_ratio,
-            bias_s: None,
             skip_in: 0,
+            out_delay_s: None,
+            bursts: RecentMax::default(),
+            in_bursts: RecentMax::default(),
+            off_since: None,
+            pinned_since: None,
+            clock: ClockCheck::new(f64::from(out_rate)),
+            setpoint_s: None,
+            retarget_since: None,
+            smoothing_s: cfg.drift.smoothing_s,
+            stream: None,
             pushed: 0,
             consumed: 0,
             seen: 0,
@@ -377,19 +433,14 @@ impl Monitor {
         let stream = build_stream(&device.device, config, sample_format, callback, on_error)
             .map_err(|e| OutputError::from_cpal(&device.id, &e))?;
 
+        stream.play().map_err(|e| OutputError::from_cpal(&device.id, &e))?;
+        let mut worker = worker;
+        worker.stream = Some(stream);
         let worker = std::thread::Builder::new()
             .name("isoscope-monitor".into())
             .spawn(move || worker.run())
             .map_err(|e| MonitorError::Thread(e.to_string()))?;
-        stream.play().map_err(|e| OutputError::from_cpal(&device.id, &e))?;
-        Ok(Monitor {
-            stream: Some(stream),
-            worker: Some(worker),
-            shared,
-            controls,
-            info,
-            input_channels: format.channels,
-        })
+        Ok(Monitor { worker: Some(worker), shared, controls, info, input_channels: format.channels })
     }
 
     /// What the monitor was set up with.
@@ -419,6 +470,11 @@ impl Monitor {
         Ok(())
     }
 
+    /// Set when the output stopped behaving like a clock: the monitor plays no more.
+    pub fn fault(&self) -> Option<OutputFault> {
+        self.shared.counters.snapshot().output_fault
+    }
+
     /// The statistics so far.
     pub fn stats(&self) -> MonitorStats {
         self.shared.counters.snapshot()
@@ -437,11 +493,11 @@ impl Monitor {
 
     fn shutdown(&mut self) {
         self.shared.stop.store(true, Relaxed);
+        // The worker drops the stream as it ends, which stops the callback thread (cpal
+        // wakes it through its pipe).
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
-        // Dropping the stream stops the callback thread (cpal wakes it through its pipe).
-        self.stream.take();
     }
 }
 
@@ -507,9 +563,18 @@ impl Callback {
         let ch = self.channels;
         let frames = data.len() / ch;
         let now = Instant::now();
+        c.frames_asked.fetch_add(frames as u64, Relaxed);
+        c.callback_frames_max.fetch_max(frames as u64, Relaxed);
+        if c.fault_code.load(Relaxed) != 0 {
+            // Not a clock: the worker pauses the stream; until then, silence.
+            data.fill(T::EQUILIBRIUM);
+            c.callbacks.fetch_add(1, Relaxed);
+            return;
+        }
         let play_at = match self.pacing {
             Pacing::Device => {
-                c.device_delay_ns.store(card_delay.as_nanos() as u64, Relaxed);
+                c.delay_sum_ns.fetch_add(card_delay.as_nanos() as u64, Relaxed);
+                c.delay_count.fetch_add(1, Relaxed);
                 now + card_delay
             }
             Pacing::HostClock => {
@@ -521,8 +586,9 @@ impl Callback {
                     std::thread::sleep(due - now);
                 }
                 let play = t0 + secs(self.written as f64 / self.rate);
-                c.device_delay_ns
-                    .store(play.saturating_duration_since(Instant::now()).as_nanos() as u64, Relaxed);
+                c.delay_sum_ns
+                    .fetch_add(play.saturating_duration_since(Instant::now()).as_nanos() as u64, Relaxed);
+                c.delay_count.fetch_add(1, Relaxed);
                 play
             }
         };
@@ -580,7 +646,132 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-/// The non-realtime side: ring 1 -> channel map -> resampler -> ring 2, and the drift loop.
+/// The largest of a value over the last two seconds (eight quarter-second slots).
+#[derive(Clone, Debug, Default)]
+struct RecentMax {
+    slots: [f64; 8],
+    slot: usize,
+    slot_start: Option<Instant>,
+}
+
+impl RecentMax {
+    fn observe(&mut self, now: Instant, value: f64) {
+        let start = *self.slot_start.get_or_insert(now);
+        if now.duration_since(start) >= Duration::from_millis(250) {
+            self.slot = (self.slot + 1) % self.slots.len();
+            self.slots[self.slot] = 0.0;
+            self.slot_start = Some(now);
+        }
+        self.slots[self.slot] = self.slots[self.slot].max(value);
+    }
+
+    fn get(&self) -> f64 {
+        self.slots.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// Tells an output that behaves like a clock from one that does not: compares the frames it
+/// asks for with the host clock. Pure: the caller passes the time and the running count.
+#[derive(Clone, Debug)]
+struct ClockCheck {
+    rate: f64,
+    /// When the check began, when the output first asked for frames, and when it last did.
+    started: Option<Instant>,
+    first_ask: Option<Instant>,
+    last_change: Option<(Instant, u64)>,
+    /// (time, frames asked) every 50 ms, the last second.
+    history: [(Option<Instant>, u64); 24],
+    next: usize,
+    last_sample: Option<Instant>,
+    /// Before it runs: (time, frames asked) at the last probe.
+    probe: Option<(Instant, u64)>,
+    running: bool,
+}
+
+impl ClockCheck {
+    /// After its first quarter second (a server fills its buffer at once), the output may not
+    /// ask for more than this many times real time over half a second.
+    const TOO_FAST: f64 = 1.5;
+    const WINDOW: Duration = Duration::from_millis(500);
+    const GRACE: Duration = Duration::from_millis(250);
+    /// Longest wait for the output to start (its first callbacks: cpal's PulseAudio client
+    /// waits 1 to 2 s after the first), and the longest pause between two once it runs.
+    const FIRST_CALL: Duration = Duration::from_secs(4);
+    const SILENT: Duration = Duration::from_secs(1);
+    /// The output counts as running once it has made this many callbacks and asked for at
+    /// least half of real time over the last [`Self::PROBE`] (a sound server, or ALSA's
+    /// plugin for one, takes its whole buffer at once and may then wait a second or two).
+    const RUNNING_AFTER: u64 = 3;
+    const PROBE: Duration = Duration::from_millis(100);
+
+    fn new(rate: f64) -> ClockCheck {
+        ClockCheck {
+            rate,
+            started: None,
+            first_ask: None,
+            last_change: None,
+            history: [(None, 0); 24],
+            next: 0,
+            last_sample: None,
+            probe: None,
+            running: false,
+        }
+    }
+
+    /// Whether the output asks for audio at a steady pace yet.
+    fn running(&self) -> bool {
+        self.running
+    }
+
+    fn observe(&mut self, now: Instant, asked: u64, callbacks: u64) -> Option<OutputFault> {
+        let started = *self.started.get_or_insert(now);
+        if !self.running {
+            let (t, n) = *self.probe.get_or_insert((now, asked));
+            let dt = now.duration_since(t);
+            if dt >= Self::PROBE {
+                let steady = (asked - n) as f64 >= 0.5 * self.rate * dt.as_secs_f64();
+                self.running = steady && callbacks >= Self::RUNNING_AFTER;
+                self.probe = Some((now, asked));
+            }
+            if !self.running {
+                let waited = now.duration_since(started);
+                return (waited > Self::FIRST_CALL)
+                    .then_some(OutputFault::Silent { seconds: waited.as_secs_f64() });
+            }
+        }
+        let first = *self.first_ask.get_or_insert(now);
+        match self.last_change {
+            Some((_, n)) if n == asked => {}
+            _ => self.last_change = Some((now, asked)),
+        }
+        let (changed_at, _) = self.last_change.expect("set above");
+        let quiet = now.duration_since(changed_at);
+        if quiet > Self::SILENT {
+            return Some(OutputFault::Silent { seconds: quiet.as_secs_f64() });
+        }
+        if now.duration_since(first) < Self::GRACE {
+            return None;
+        }
+        if self.last_sample.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(50)) {
+            self.history[self.next] = (Some(now), asked);
+            self.next = (self.next + 1) % self.history.len();
+            self.last_sample = Some(now);
+        }
+        // The oldest sample at least half a second back.
+        let back = self
+            .history
+            .iter()
+            .filter_map(|&(t, n)| t.map(|t| (t, n)))
+            .filter(|&(t, _)| now.duration_since(t) >= Self::WINDOW)
+            .max_by_key(|&(t, _)| t)?;
+        let dt = now.duration_since(back.0).as_secs_f64();
+        let ratio = (asked - back.1) as f64 / (dt * self.rate);
+        (ratio > Self::TOO_FAST).then_some(OutputFault::TooFast { ratio })
+    }
+}
+
+/// The non-realtime side: ring 1 -> channel map -> resampler -> ring 2, the drift loop and
+/// the clock check. It owns the output stream, so it can pause an output that is not a clock.
 struct Worker {
     input: HeapCons<f32>,
     in_ch: usize,
@@ -606,13 +797,27 @@ struct Worker {
     consumed: u64,
     /// Device frames seen in ring 1 (taken or still there).
     seen: u64,
-    /// Device frames still to drop to resync after a stall.
+    /// Device frames still to drop to resync.
     skip_in: u64,
-    /// Measured latency minus the ring's fill, smoothed (None before the first measurement).
-    bias_s: Option<f64>,
+    /// The output's delay, averaged (None before the first callback).
+    out_delay_s: Option<f64>,
+    /// The largest callback, and the largest batch of device frames, lately (seconds).
+    bursts: RecentMax,
+    in_bursts: RecentMax,
+    /// Since when the fill has been too far off, and the correction at its bound.
+    off_since: Option<Instant>,
+    pinned_since: Option<Instant>,
+    clock: ClockCheck,
+    /// The fill the drift loop holds, and since when the wanted one has differed.
+    setpoint_s: Option<f64>,
+    retarget_since: Option<Instant>,
+    /// The drift loop's configured smoothing, seconds (the least it uses).
+    smoothing_s: f64,
     /// Middle frames of batches seen but not yet resampled, with when they were seen.
     pending: std::collections::VecDeque<(u64, u64)>,
     controls: Receiver<Control>,
+    /// The output; paused when it is not a clock, dropped when the worker ends.
+    stream: Option<cpal::Stream>,
 }
 
 impl Worker {
@@ -621,7 +826,6 @@ impl Worker {
         let cpu0 = thread_cpu_ns();
         let mut last = Instant::now();
         let mut underruns_seen = 0;
-        let mut latencies_seen = 0;
         let shared = Arc::clone(&self.shared);
         let c = &shared.counters;
         while !self.shared.stop.load(Relaxed) {
@@ -629,6 +833,39 @@ impl Worker {
                 self.map = m;
             }
             let now = Instant::now();
+            if c.fault_code.load(Relaxed) != 0 {
+                // Not playing any more: keep the capture's ring empty, so it loses nothing.
+                self.skip_input(u64::MAX);
+                self.finish_tick(started, cpu0);
+                last = now;
+                continue;
+            }
+            if let Some(fault) =
+                self.clock.observe(now, c.frames_asked.load(Relaxed), c.callbacks.load(Relaxed))
+            {
+                let (code, value) = fault.code();
+                c.fault_value_bits.store(value.to_bits(), Relaxed);
+                c.fault_code.store(code, Relaxed);
+                // Drop it (pausing first): ALSA's file and null PCMs cannot pause, and a stream
+                // that is only told to stop would spin on.
+                if let Some(stream) = self.stream.take() {
+                    let _ = stream.pause();
+                }
+                continue;
+            }
+            let (sum, n) = (c.delay_sum_ns.swap(0, Relaxed), c.delay_count.swap(0, Relaxed));
+            if n > 0 {
+                let d = sum as f64 / n as f64 / 1e9;
+                let dt = now.duration_since(last).as_secs_f64();
+                self.out_delay_s = Some(match self.out_delay_s {
+                    None => d,
+                    Some(s) => s + (d - s) * (dt / (1.0 + dt)),
+                });
+                c.device_delay_ns.store((self.out_delay_s.unwrap_or(0.0) * 1e9) as u64, Relaxed);
+            }
+            self.bursts.observe(now, c.callback_frames_max.swap(0, Relaxed) as f64 / self.out_rate);
+            c.burst_ns.store((self.bursts.get() * 1e9) as u64, Relaxed);
+
             let waiting = (self.input.occupied_len() / self.in_ch) as u64;
             let total = self.consumed + waiting;
             if total > self.seen {
@@ -637,60 +874,45 @@ impl Worker {
                 if self.pending.len() < self.pending.capacity() {
                     self.pending.push_back((mid, seen_ns));
                 }
+                self.in_bursts.observe(now, (total - self.seen) as f64 * self.nominal_ratio / self.out_rate);
                 self.seen = total;
             }
-            if !self.shared.primed.load(Relaxed) && waiting >= CHUNK_FRAMES as u64 {
-                // Start with the ring at its target, in silence, so playback starts steady.
+            // Start once the output runs (it has asked three times: a sound server asks for its
+            // whole buffer first and may then wait a second or two before it plays), with the
+            // ring at its target in silence, so playback starts steady. Until then the device's
+            // frames are let go, so neither ring overflows.
+            let running = self.clock.running();
+            if !self.shared.primed.load(Relaxed) && !running {
+                self.skip_input(u64::MAX);
+            }
+            if !self.shared.primed.load(Relaxed) && waiting >= CHUNK_FRAMES as u64 && running {
                 let fill = self.ring_target_s();
+                self.setpoint_s = Some(fill);
+                self.drift.set_target(fill);
                 self.push_silence((fill * self.out_rate) as usize);
                 self.shared.primed.store(true, Relaxed);
             }
             if self.shared.primed.load(Relaxed) {
                 if self.skip_in > 0 {
-                    let n = (self.input.occupied_len() / self.in_ch).min(self.skip_in as usize);
-                    self.input.skip(n * self.in_ch);
-                    self.consumed += n as u64;
-                    self.skip_in -= n as u64;
+                    self.skip_in -= self.skip_input(self.skip_in);
                 }
                 while self.input.occupied_len() >= CHUNK_FRAMES * self.in_ch {
                     self.process_chunk();
                 }
                 let buffered = (self.out.occupied_len() / self.out_ch) as f64 / self.out_rate;
+                let target = self.retarget(now);
+                self.drift.set_min_smoothing(20.0 * self.bursts.get(), self.smoothing_s);
                 let under = c.underruns.load(Relaxed);
                 if under != underruns_seen {
                     underruns_seen = under;
-                    // The card ran dry: refill to the target at once rather than slowly.
-                    let target = self.ring_target_s();
+                    // The output ran dry: refill to the target at once rather than slowly.
                     if buffered < target / 2.0 {
                         self.push_silence(((target - buffered) * self.out_rate) as usize);
                         self.drift.reset_measurement();
                     }
                 }
-                // The controlled value is the latency itself: the ring's fill plus what the
-                // callback measures on top of it (the card's delay, the resampler's, the wait
-                // in ring 1), learned slowly so the saw-tooth of bursts averages out.
-                let latencies = c.latency.count();
-                if latencies != latencies_seen {
-                    latencies_seen = latencies;
-                    let sample = c.latency.last_ns() as f64 / 1e9 - buffered;
-                    self.bias_s = Some(match self.bias_s {
-                        None => sample,
-                        Some(b) => b + (sample - b) * (BIAS_TICK_WEIGHT),
-                    });
-                }
-                let bias = self.bias_s.unwrap_or(self.target_s - self.ring_target_s());
-                let excess = buffered + bias - self.target_s;
-                // Not in the first second: the learned offset is still settling then.
-                let warm = started.elapsed() > Duration::from_secs(1);
-                if warm && self.skip_in == 0 && excess > RESYNC_EXCESS_S.max(self.target_s / 2.0) {
-                    // Far over the target (the system stalled us, then delivered a backlog):
-                    // drop device frames to get back at once, rather than at 1000 ppm for a minute.
-                    self.skip_in = (excess * self.out_rate / self.nominal_ratio) as u64;
-                    c.overruns.fetch_add(1, Relaxed);
-                    c.overrun_frames.fetch_add(self.skip_in, Relaxed);
-                    self.drift.reset_measurement();
-                }
-                let rel = self.drift.update(buffered + bias, now.duration_since(last).as_secs_f64());
+                let rel = self.drift.update(buffered, now.duration_since(last).as_secs_f64());
+                self.resync_if_far_off(now, started);
                 // Within the 1 % the resampler was built for, by construction of the bound.
                 let _ = self.resampler.set_resample_ratio_relative(rel, true);
                 let ratio = self.nominal_ratio * rel;
@@ -698,22 +920,103 @@ impl Worker {
                 c.correction_ppm_bits.store(self.drift.correction_ppm().to_bits(), Relaxed);
                 c.buffered_ns
                     .store(((self.drift.error_s() + self.drift.target_s()).max(0.0) * 1e9) as u64, Relaxed);
+                let holding = target + self.output_side_s();
+                c.holding_ns.store((holding * 1e9) as u64, Relaxed);
             }
             last = now;
-            c.worker_cpu_ns.store(thread_cpu_ns().saturating_sub(cpu0), Relaxed);
-            c.elapsed_ns.store(started.elapsed().as_nanos() as u64, Relaxed);
-            std::thread::sleep(WORKER_TICK);
+            self.finish_tick(started, cpu0);
+        }
+        if let Some(stream) = self.stream.take() {
+            let _ = stream.pause();
         }
     }
 
-    /// The audio ring 2 should hold: the target less what the card and the resampler add
-    /// (the card's delay as measured by the callback, one period before the first one), and
-    /// never less than two periods and 2 ms, the bursts the ring must absorb.
+    /// Lets go of up to `max` device frames waiting in ring 1 (and of their latency marks:
+    /// they will not be played); returns how many.
+    fn skip_input(&mut self, max: u64) -> u64 {
+        let n = ((self.input.occupied_len() / self.in_ch) as u64).min(max);
+        self.input.skip(n as usize * self.in_ch);
+        self.consumed += n;
+        while self.pending.front().is_some_and(|&(frame, _)| frame < self.consumed) {
+            self.pending.pop_front();
+        }
+        n
+    }
+
+    fn finish_tick(&self, started: Instant, cpu0: u64) {
+        let c = &self.shared.counters;
+        c.worker_cpu_ns.store(thread_cpu_ns().saturating_sub(cpu0), Relaxed);
+        c.elapsed_ns.store(started.elapsed().as_nanos() as u64, Relaxed);
+        std::thread::sleep(WORKER_TICK);
+    }
+
+    /// Puts the fill back on target at once when the drift loop cannot: too far off for
+    /// [`RESYNC_AFTER`], or the correction pinned at its bound for [`PINNED_AFTER`].
+    fn resync_if_far_off(&mut self, now: Instant, started: Instant) {
+        let e = self.drift.error_s();
+        let limit = RESYNC_EXCESS_S.max(self.target_s / 2.0) + self.bursts.get() / 2.0;
+        self.off_since = if e.abs() > limit { Some(self.off_since.unwrap_or(now)) } else { None };
+        let pinned = (self.drift.correction_ppm().abs() - self.drift.max_ppm()).abs() < 1e-6;
+        self.pinned_since = if pinned { Some(self.pinned_since.unwrap_or(now)) } else { None };
+        // Not in the first second: the output's delay and bursts are still being learned.
+        let warm = started.elapsed() > Duration::from_secs(1);
+        let far = self.off_since.is_some_and(|t| now.duration_since(t) >= RESYNC_AFTER);
+        let stuck = self.pinned_since.is_some_and(|t| now.duration_since(t) >= PINNED_AFTER);
+        if !warm || self.skip_in > 0 || !(far || stuck) {
+            return;
+        }
+        if e > 0.0 {
+            self.skip_in = (e * self.out_rate / self.nominal_ratio) as u64;
+        } else {
+            self.push_silence((-e * self.out_rate) as usize);
+        }
+        self.shared.counters.resyncs.fetch_add(1, Relaxed);
+        self.drift.reset_measurement();
+        if stuck {
+            // The learned clock offset is what pinned it: start again from none.
+            self.drift.reset_integral();
+        }
+        self.off_since = None;
+        self.pinned_since = None;
+    }
+
+    /// The fill the drift loop holds. It follows [`Worker::ring_target_s`] only when that
+    /// has differed by over 5 ms (or a quarter) for 2 s: a sound server's reported delay
+    /// wanders by several ms, and a setpoint that wandered with it would bend the pitch.
+    fn retarget(&mut self, now: Instant) -> f64 {
+        let want = self.ring_target_s();
+        let current = *self.setpoint_s.get_or_insert(want);
+        if (want - current).abs() > (0.25 * current).max(0.005) {
+            let since = *self.retarget_since.get_or_insert(now);
+            if now.duration_since(since) >= Duration::from_secs(2) {
+                self.setpoint_s = Some(want);
+                self.drift.set_target(want);
+                self.retarget_since = None;
+            }
+        } else {
+            self.retarget_since = None;
+        }
+        self.setpoint_s.unwrap_or(want)
+    }
+
+    fn resampler_delay_s(&self) -> f64 {
+        self.resampler.output_delay() as f64 / self.out_rate
+    }
+
+    /// What the output side adds to a frame's wait in ring 2, on average: the output's
+    /// reported delay (its queue ahead of each callback), half a callback (the buffer just
+    /// handed over plays out after that queue) and the resampler's delay.
+    fn output_side_s(&self) -> f64 {
+        let device = self.out_delay_s.unwrap_or(self.period_s);
+        device + self.bursts.get().max(self.period_s) / 2.0 + self.resampler_delay_s()
+    }
+
+    /// The audio ring 2 should hold: the target less what the output side adds, but at
+    /// least the largest callback and device batch lately plus 2 ms (one period before the
+    /// first callback), the bursts the ring must absorb.
     fn ring_target_s(&self) -> f64 {
-        let measured = self.shared.counters.device_delay_ns.load(Relaxed) as f64 / 1e9;
-        let device = if self.shared.counters.callbacks.load(Relaxed) > 0 { measured } else { self.period_s };
-        let resampler = self.resampler.output_delay() as f64 / self.out_rate;
-        (self.target_s - device - resampler).max(2.0 * self.period_s + 0.002)
+        let burst = self.bursts.get().max(self.period_s) + self.in_bursts.get();
+        (self.target_s - self.output_side_s()).max(burst + 0.002)
     }
 
     fn push_silence(&mut self, frames: usize) {
@@ -848,6 +1151,57 @@ mod tests {
         assert_no_alloc::reset_violation_count();
         assert_no_alloc::assert_no_alloc(|| std::hint::black_box(vec![1u8; 64]).len());
         assert!(assert_no_alloc::violation_count() > 0);
+    }
+
+    /// Feeds a [`ClockCheck`] an output that asks for `speed` times real time in 10 ms
+    /// callbacks from `t0` until `stop_s`; returns the first fault and when (s) it came.
+    fn clock_fault(speed: f64, stop_s: f64, until_s: f64) -> Option<(OutputFault, f64)> {
+        let rate = 48_000.0;
+        let mut check = ClockCheck::new(rate);
+        let t0 = Instant::now();
+        let (mut asked, mut calls) = (0u64, 0u64);
+        let mut t = 0.0;
+        while t < until_s {
+            if t < stop_s {
+                asked += (rate * 0.001 * speed) as u64;
+                if (t * 1000.0).round() as u64 % 10 == 0 {
+                    calls += 1;
+                }
+            }
+            if let Some(f) = check.observe(t0 + secs(t), asked, calls) {
+                return Some((f, t));
+            }
+            t += 0.001;
+        }
+        None
+    }
+
+    #[test]
+    fn a_real_time_output_is_a_clock_and_the_others_are_caught_within_a_second() {
+        assert_eq!(clock_fault(1.0, 10.0, 10.0), None, "real time");
+        assert_eq!(clock_fault(1.3, 10.0, 10.0), None, "within the 1.5x allowed");
+        let (f, t) = clock_fault(3.0, 10.0, 10.0).expect("3x real time is caught");
+        assert!(matches!(f, OutputFault::TooFast { ratio } if (ratio - 3.0).abs() < 0.2), "{f:?}");
+        assert!(t < 1.0, "caught after {t} s");
+        let (f, t) = clock_fault(1.0, 2.0, 10.0).expect("an output that stops is caught");
+        assert!(matches!(f, OutputFault::Silent { .. }), "{f:?}");
+        assert!((3.0..3.1).contains(&t), "caught {t} s in, 1 s after it stopped");
+        let (f, t) = clock_fault(1.0, 0.0, 10.0).expect("an output that never starts is caught");
+        assert!(matches!(f, OutputFault::Silent { .. }) && (4.0..4.1).contains(&t), "{f:?} at {t}");
+    }
+
+    #[test]
+    fn recent_max_forgets_after_two_seconds() {
+        let mut m = RecentMax::default();
+        let t0 = Instant::now();
+        m.observe(t0, 0.040);
+        for k in 1..=8 {
+            m.observe(t0 + Duration::from_millis(250 * k), 0.005);
+            if k < 8 {
+                assert_eq!(m.get(), 0.040, "held at {k}");
+            }
+        }
+        assert_eq!(m.get(), 0.005);
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! allocating or locking (a fixed-size latency histogram among them), and the serde
 //! snapshot the CLI and the UI read.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 /// Width of one latency histogram bin, ns (0.1 ms).
 pub const LATENCY_BIN_NS: u64 = 100_000;
-/// Bins: 0 to 500 ms; anything longer lands in the last bin.
-pub const LATENCY_BINS: usize = 5000;
+/// Bins: 0 to 2 s (a sound server's buffer can hold over a second); anything longer lands in
+/// the last bin.
+pub const LATENCY_BINS: usize = 20_000;
+/// The end of the histogram, ms: a quantile of exactly this much means "this or more".
+pub const LATENCY_RANGE_MS: f64 = (LATENCY_BINS as u64 * LATENCY_BIN_NS) as f64 / 1e6;
 
 /// A fixed-size histogram of latencies, safe to update from the audio callback.
 #[derive(Debug)]
@@ -45,7 +48,8 @@ impl LatencyHistogram {
         self.count.load(Relaxed)
     }
 
-    /// The `q` quantile (0..=1) in ms, at the middle of its bin; None before any sample.
+    /// The `q` quantile (0..=1) in ms, at the middle of its bin, or [`LATENCY_RANGE_MS`] when
+    /// it lies in the overflow bin; None before any sample.
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
         let counts: Vec<u64> = self.bins.iter().map(|b| u64::from(b.load(Relaxed))).collect();
         let total: u64 = counts.iter().sum();
@@ -57,6 +61,9 @@ impl LatencyHistogram {
         for (i, c) in counts.iter().enumerate() {
             seen += c;
             if seen >= rank {
+                if i == LATENCY_BINS - 1 {
+                    return Some(LATENCY_RANGE_MS);
+                }
                 return Some((i as f64 + 0.5) * LATENCY_BIN_NS as f64 / 1e6);
             }
         }
@@ -109,8 +116,28 @@ pub struct MonitorCounters {
     pub output_errors: AtomicU64,
     /// The output device went away; the monitor plays no more (capture goes on).
     pub output_lost: AtomicBool,
-    /// The sound card's own delay ahead of the latest callback (what ALSA reports), ns.
+    /// The output's own delay ahead of the callbacks (what ALSA or the sound server
+    /// reports), averaged by the worker over about a second, ns.
     pub device_delay_ns: AtomicU64,
+    /// Sum and count of the delays the callbacks saw since the worker last read them.
+    pub delay_sum_ns: AtomicU64,
+    pub delay_count: AtomicU64,
+    /// Frames the output asked for, silence included (its clock, as the monitor sees it).
+    pub frames_asked: AtomicU64,
+    /// The largest callback since the worker last read it, frames.
+    pub callback_frames_max: AtomicU64,
+    /// Times the worker put the latency back on target at once (dropped device frames, or
+    /// added silence) because it was too far off for the drift loop.
+    pub resyncs: AtomicU64,
+    /// The latency the monitor holds, ns: the target, or the lowest the output allows when
+    /// its own delay and bursts exceed the target.
+    pub holding_ns: AtomicU64,
+    /// The output's largest burst (callback) lately, ns.
+    pub burst_ns: AtomicU64,
+    /// The output stopped behaving like a clock ([`OutputFault`] code, 0: none), and how
+    /// much faster than real time it consumed (f64 bits).
+    pub fault_code: AtomicU8,
+    pub fault_value_bits: AtomicU64,
     /// The resampling ratio in use (output/input frames), f64 bits.
     pub ratio_bits: AtomicU64,
     /// The drift correction in use, ppm, f64 bits.
@@ -146,6 +173,14 @@ impl MonitorCounters {
             output_errors: self.output_errors.load(Relaxed),
             output_lost: self.output_lost.load(Relaxed),
             device_delay_ms: self.device_delay_ns.load(Relaxed) as f64 / 1e6,
+            frames_asked: self.frames_asked.load(Relaxed),
+            resyncs: self.resyncs.load(Relaxed),
+            holding_ms: self.holding_ns.load(Relaxed) as f64 / 1e6,
+            burst_ms: self.burst_ns.load(Relaxed) as f64 / 1e6,
+            output_fault: OutputFault::from_code(
+                self.fault_code.load(Relaxed),
+                f64::from_bits(self.fault_value_bits.load(Relaxed)),
+            ),
             ratio: f64::from_bits(self.ratio_bits.load(Relaxed)),
             correction_ppm: f64::from_bits(self.correction_ppm_bits.load(Relaxed)),
             buffered_ms: self.buffered_ns.load(Relaxed) as f64 / 1e6,
@@ -175,8 +210,18 @@ pub struct MonitorStats {
     pub callbacks: u64,
     pub output_errors: u64,
     pub output_lost: bool,
-    /// The sound card's delay ahead of the latest callback, ms.
+    /// The output's own delay (card, or sound server and card), averaged, ms.
     pub device_delay_ms: f64,
+    /// Frames the output asked for, silence included.
+    pub frames_asked: u64,
+    /// Times the latency was put back on target at once (see [`MonitorCounters::resyncs`]).
+    pub resyncs: u64,
+    /// The latency the monitor holds: the target, or the lowest the output allows, ms.
+    pub holding_ms: f64,
+    /// The output's largest callback lately (a sound server's quantum), ms.
+    pub burst_ms: f64,
+    /// Set when the output stopped behaving like a clock; the monitor then plays no more.
+    pub output_fault: Option<OutputFault>,
     /// Output frames per device frame, drift correction included.
     pub ratio: f64,
     /// The drift correction, ppm.
@@ -187,6 +232,54 @@ pub struct MonitorStats {
     pub resampler_cpu_ns: u64,
     pub resampler_cpu_percent: f64,
     pub elapsed_ns: u64,
+}
+
+/// An output that does not behave like a sound card's clock. The monitor stops playing to
+/// it; the capture goes on.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutputFault {
+    /// It took audio `ratio` times faster than real time (an ALSA file or null PCM has no clock).
+    TooFast { ratio: f64 },
+    /// It took no audio for `seconds` (a suspended or stuck server, a card that stopped).
+    Silent { seconds: f64 },
+}
+
+impl OutputFault {
+    /// The code [`MonitorCounters::fault_code`] holds.
+    pub fn code(&self) -> (u8, f64) {
+        match *self {
+            OutputFault::TooFast { ratio } => (1, ratio),
+            OutputFault::Silent { seconds } => (2, seconds),
+        }
+    }
+
+    fn from_code(code: u8, value: f64) -> Option<OutputFault> {
+        match code {
+            1 => Some(OutputFault::TooFast { ratio: value }),
+            2 => Some(OutputFault::Silent { seconds: value }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for OutputFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            OutputFault::TooFast { ratio } => write!(
+                f,
+                "the output takes audio {ratio:.1}x faster than real time, so it has no sound card's \
+                 clock behind it (an ALSA file or null PCM?); the monitor stopped playing to it. \
+                 Capture and recording go on. Pick a real output, or have the host clock pace this one"
+            ),
+            OutputFault::Silent { seconds } => write!(
+                f,
+                "the output has taken no audio for {seconds:.1} s (a suspended or stuck sound server, \
+                 or a card that stopped); the monitor stopped playing to it. Capture and recording go \
+                 on. Listen again, or pick another output"
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -203,7 +296,8 @@ mod tests {
         assert_eq!(h.quantile_ms(0.5), Some(14.95));
         assert_eq!(h.quantile_ms(0.99), Some(19.85));
         h.record(10_000_000_000);
-        assert_eq!(h.quantile_ms(1.0), Some(499.95));
+        assert_eq!(h.quantile_ms(1.0), Some(LATENCY_RANGE_MS), "the overflow bin says 'this or more'");
+        assert_eq!(LATENCY_RANGE_MS, 2000.0);
         assert_eq!(h.max_ms(), Some(10_000.0));
         h.reset();
         assert_eq!(h.count(), 0);

@@ -254,8 +254,13 @@ pub struct DeviceArgs {
 pub struct MonitorArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// The sound card output: an ALSA PCM name or a unique part of its description
-    /// (`--list-outputs`). Default: ALSA's default output.
+    /// The sound system: pipewire, pulseaudio or alsa. Default: the first of them that runs
+    /// (`--list-outputs` shows which).
+    #[arg(long, value_parser = clap::value_parser!(isoscope::audio::AudioHost))]
+    pub host: Option<isoscope::audio::AudioHost>,
+    /// The output: a name from `--list-outputs` (a sink, a PipeWire node, an ALSA PCM) or a
+    /// unique part of its description. Default: the sound system's default output. Without
+    /// --host, looked up on every running sound system.
     #[arg(long)]
     pub output: Option<String>,
     /// List the outputs and exit.

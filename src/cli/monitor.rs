@@ -30,7 +30,12 @@ struct Report<'a> {
     output_error: Option<String>,
     latency_ms_median: Option<f64>,
     latency_ms_p99: Option<f64>,
+    /// The latency the monitor held: the target, or the lowest the output allows.
+    holding_ms: Option<f64>,
     underruns: u64,
+    resyncs: u64,
+    /// Set when the output was not a clock (the monitor stopped playing to it).
+    output_fault: Option<audio::OutputFault>,
     overruns: u64,
     /// Frames the capture could not put in the monitor's ring (or the recording's).
     capture_ring_drops: u64,
@@ -45,10 +50,7 @@ struct Report<'a> {
 
 pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
     if args.list_outputs {
-        for o in audio::list_outputs()? {
-            println!("{:<40} {}", o.id, o.description);
-        }
-        return Ok(ExitCode::SUCCESS);
+        return list_outputs(args);
     }
     if let Some(s) = args.seconds {
         anyhow::ensure!(s.is_finite() && s > 0.0, "--seconds must be a positive number, not {s}");
@@ -91,6 +93,7 @@ fn session<B: Backend>(
         None => None,
     };
     let mon_cfg = MonitorConfig {
+        host: args.host,
         output: args.output.clone(),
         latency_ms: args.latency_ms,
         volume: args.volume,
@@ -127,8 +130,10 @@ fn session<B: Backend>(
     if let Some(m) = &monitor {
         let i = m.info();
         eprintln!(
-            "isoscope: playing on '{}': {} ch {} Hz {} (period {}), target latency {} ms, map {:?}{}",
+            "isoscope: playing on {} '{}' ({}): {} ch {} Hz {} (period {}), target latency {} ms, map {:?}{}",
+            i.host,
             i.output,
+            i.output_description,
             i.output_channels,
             i.output_rate,
             i.sample_format,
@@ -139,8 +144,15 @@ fn session<B: Backend>(
         );
     }
 
+    let mut fault_said = false;
     super::wait_for_end(&capture, stop, args.seconds, args.quiet, || {
-        monitor.as_ref().map(|m| status_line(&m.stats()))
+        let m = monitor.as_ref()?;
+        let st = m.stats();
+        if let (Some(f), false) = (st.output_fault, fault_said) {
+            fault_said = true;
+            eprintln!("\nisoscope: {} '{}': {f}", m.info().host, m.info().output);
+        }
+        Some(status_line(&st))
     });
     let (cap_stats, failure) = capture.stop();
     let mon_stats = monitor.as_ref().map(Monitor::stats);
@@ -160,7 +172,10 @@ fn session<B: Backend>(
         output_error,
         latency_ms_median: m.latency_ms_median,
         latency_ms_p99: m.latency_ms_p99,
+        holding_ms: mon_stats.as_ref().map(|m| m.holding_ms),
         underruns: m.underruns,
+        resyncs: m.resyncs,
+        output_fault: m.output_fault,
         overruns: m.overruns,
         capture_ring_drops: cap_stats.ring_drops,
         ratio: m.ratio,
@@ -178,12 +193,16 @@ fn session<B: Backend>(
     }
     if mon_stats.is_some() {
         eprintln!(
-            "isoscope: latency median {} ms, p99 {} ms; {} underruns, {} overruns, {} capture ring drops; \
-             ratio {:.6} ({:+.0} ppm); resampler CPU {:.1} %",
+            "isoscope: latency median {} ms, p99 {} ms (holding {:.1} ms, output delay {:.1} ms, bursts {:.1} ms); \
+             {} underruns, {} overruns, {} resyncs, {} capture ring drops; ratio {:.6} ({:+.0} ppm); resampler CPU {:.1} %",
             fmt_ms(m.latency_ms_median),
             fmt_ms(m.latency_ms_p99),
+            m.holding_ms,
+            m.device_delay_ms,
+            m.burst_ms,
             m.underruns,
             m.overruns,
+            m.resyncs,
             cap_stats.ring_drops,
             m.ratio,
             m.correction_ppm,
@@ -199,20 +218,63 @@ fn session<B: Backend>(
     if let Some(e) = failure {
         return Err(e.into());
     }
+    match (m.output_fault, &args.wav) {
+        (Some(f), None) => anyhow::bail!("nothing was heard: {f}"),
+        (Some(f), Some(_)) if !fault_said => eprintln!("isoscope: warning: {f}"),
+        _ => {}
+    }
     if m.output_lost && args.wav.is_none() {
         anyhow::bail!("the audio output went away during playback ({} output errors)", m.output_errors);
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// A latency in ms; "> 2000.0" when it lies past the end of the histogram.
 fn fmt_ms(v: Option<f64>) -> String {
-    v.map_or("-".to_string(), |v| format!("{v:.1}"))
+    match v {
+        None => "-".to_string(),
+        Some(v) if v >= audio::stats::LATENCY_RANGE_MS => format!("> {v:.1}"),
+        Some(v) => format!("{v:.1}"),
+    }
+}
+
+/// `--list-outputs`: every output of every running sound system (or of `--host`), by host.
+fn list_outputs(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
+    let hosts = match args.host {
+        Some(h) => vec![h],
+        None => audio::AudioHost::ALL.to_vec(),
+    };
+    let default = audio::default_host();
+    for host in hosts {
+        let state = if !host.compiled() {
+            "not in this build (cargo feature)".to_string()
+        } else if !host.running() {
+            "not running".to_string()
+        } else if host == default {
+            "running; the default".to_string()
+        } else {
+            "running".to_string()
+        };
+        println!("{} ({}): {state}", host.label(), host.name());
+        if !(host.compiled() && host.running()) {
+            continue;
+        }
+        match audio::list_host_outputs(host) {
+            Ok(list) => {
+                for o in list {
+                    println!("  {:<40} {}", o.id, o.description);
+                }
+            }
+            Err(e) => println!("  cannot list: {e}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn status_line(s: &MonitorStats) -> String {
     format!(
         "{:6.1} s  latency {} ms (median {}, p99 {})  buffered {:.1} ms  ratio {:.6} ({:+.0} ppm)  \
-         underruns {}  overruns {}",
+         underruns {}  overruns {}  resyncs {}",
         s.elapsed_ns as f64 / 1e9,
         fmt_ms(s.latency_ms_last),
         fmt_ms(s.latency_ms_median),
@@ -221,6 +283,7 @@ fn status_line(s: &MonitorStats) -> String {
         s.ratio,
         s.correction_ppm,
         s.underruns,
-        s.overruns
+        s.overruns,
+        s.resyncs
     )
 }

@@ -4,7 +4,8 @@
 
 use eframe::egui;
 
-use crate::audio::{MonitorStats, OutputInfo, Pacing};
+use crate::audio::stats::LATENCY_RANGE_MS;
+use crate::audio::{AudioHost, MonitorStats, OutputInfo, Pacing};
 
 use super::Command;
 
@@ -14,7 +15,9 @@ use super::Command;
 pub struct AudioSettings {
     /// Monitoring is on (restarts with each capture).
     pub monitor: bool,
-    /// The output's ALSA name; None: the default output.
+    /// The sound system; None: the first that runs (PipeWire, PulseAudio, ALSA).
+    pub host: Option<AudioHost>,
+    /// The output's name on that system; None: its default output.
     pub output: Option<String>,
     /// Linear gain, 0..=2 in the UI.
     pub volume: f32,
@@ -35,6 +38,7 @@ impl Default for AudioSettings {
     fn default() -> Self {
         AudioSettings {
             monitor: false,
+            host: None,
             output: None,
             volume: 1.0,
             muted: false,
@@ -67,8 +71,9 @@ pub struct AudioView<'a> {
     pub channels: u16,
     /// Outputs to pick from (listed on demand).
     pub outputs: &'a [OutputInfo],
-    /// Statistics of the running monitor, and its output name and rates.
-    pub monitor: Option<(MonitorStats, String)>,
+    /// Statistics of the running monitor (or, frozen, of the last one), its output name and
+    /// rates, and whether it is still playing.
+    pub monitor: Option<(MonitorStats, String, bool)>,
     /// Why the monitor is not playing, with the fix.
     pub monitor_error: Option<&'a str>,
     /// The running recording: path and seconds written.
@@ -92,8 +97,9 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
     ui.heading("Monitor");
     ui.horizontal(|ui| {
         let text = if s.monitor { "🔊 Listening" } else { "🔈 Listen" };
+        // One width for both texts: the controls beside it must not move when it toggles.
         if ui
-            .selectable_label(s.monitor, text)
+            .add_sized([96.0, 18.0], egui::Button::selectable(s.monitor, text))
             .on_hover_text("Play the capture on a sound card (M)")
             .clicked()
         {
@@ -101,14 +107,32 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
         }
         live.muted = ui.checkbox(&mut s.muted, "mute").changed();
     });
-    let out_text = s.output.clone().unwrap_or_else(|| "default output".into());
+    let out_text = output_label(s.host, s.output.as_deref(), v.outputs);
     let mut restart = false;
-    let combo =
-        egui::ComboBox::from_id_salt("audio_output").width(200.0).selected_text(out_text).show_ui(ui, |ui| {
-            restart |= ui.selectable_value(&mut s.output, None, "default output").changed();
+    let combo = egui::ComboBox::from_id_salt("audio_output")
+        .width(200.0)
+        .truncate()
+        .selected_text(out_text)
+        .show_ui(ui, |ui| {
+            let auto = s.host.is_none() && s.output.is_none();
+            if ui.selectable_label(auto, "default output (first sound system that runs)").clicked() && !auto {
+                (s.host, s.output) = (None, None);
+                restart = true;
+            }
+            let mut host = None;
             for o in v.outputs {
-                let label = format!("{} ({})", o.id, o.description.lines().next().unwrap_or(""));
-                restart |= ui.selectable_value(&mut s.output, Some(o.id.clone()), label).changed();
+                if host != Some(o.host) {
+                    host = Some(o.host);
+                    ui.separator();
+                    ui.label(egui::RichText::new(o.host.label()).strong());
+                }
+                let id = (o.id != "default").then(|| o.id.clone());
+                let chosen = s.host == Some(o.host) && s.output == id;
+                let label = o.description.lines().next().unwrap_or(&o.id).to_string();
+                if ui.selectable_label(chosen, label).on_hover_text(&o.id).clicked() && !chosen {
+                    (s.host, s.output) = (Some(o.host), id);
+                    restart = true;
+                }
             }
         });
     if combo.response.clicked() {
@@ -133,17 +157,33 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
     if restart && s.monitor {
         cmds.push(Command::RestartMonitor);
     }
-    if let Some((st, name)) = &v.monitor {
-        let ms = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
+    if let Some((st, name, playing)) = &v.monitor {
+        let ms = latency_text;
+        if !playing {
+            ui.small("Last listen (stopped):");
+        }
         egui::Grid::new("monitor_stats").num_columns(2).show(ui, |ui| {
             ui.label("output");
-            ui.label(name);
+            ui.add(egui::Label::new(name).truncate());
             ui.end_row();
             ui.label("latency");
             ui.monospace(format!("{} ms", ms(st.latency_ms_last)));
             ui.end_row();
             ui.label("median / p99");
             ui.monospace(format!("{} / {} ms", ms(st.latency_ms_median), ms(st.latency_ms_p99)));
+            ui.end_row();
+            ui.label("holding");
+            ui.monospace(format!("{:.1} ms", st.holding_ms)).on_hover_text(
+                "The latency the monitor aims for: the target, or, when the output's own delay \
+                 and bursts are larger, the lowest it allows",
+            );
+            ui.end_row();
+            ui.label("output delay");
+            ui.monospace(format!("{:.1} ms", st.device_delay_ms))
+                .on_hover_text("What the sound server or card reports it holds ahead of playback");
+            ui.end_row();
+            ui.label("resyncs");
+            ui.monospace(st.resyncs.to_string());
             ui.end_row();
             ui.label("underruns");
             ui.monospace(format!("{} ({} frames)", st.underruns, st.underrun_frames));
@@ -160,6 +200,9 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
         });
         if st.output_lost {
             ui.colored_label(egui::Color32::from_rgb(220, 140, 0), "the sound card went away");
+        }
+        if let Some(f) = &st.output_fault {
+            ui.colored_label(egui::Color32::from_rgb(220, 140, 0), f.to_string());
         }
     }
     if let Some(e) = v.monitor_error {
@@ -186,10 +229,55 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
     live
 }
 
+/// A latency in ms for the panel; "> 2000.0" past the end of the histogram.
+pub fn latency_text(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".to_string(),
+        Some(x) if x >= LATENCY_RANGE_MS => format!("> {x:.1}"),
+        Some(x) => format!("{x:.1}"),
+    }
+}
+
+/// What the output menu shows for the chosen host and output.
+fn output_label(host: Option<AudioHost>, output: Option<&str>, outputs: &[OutputInfo]) -> String {
+    match (host, output) {
+        (None, None) => "default output".into(),
+        (Some(h), None) => format!("{h}: default output"),
+        (h, Some(id)) => {
+            let known = outputs.iter().find(|o| o.id == id && h.is_none_or(|h| h == o.host));
+            let name = known.map_or(id, |o| o.description.lines().next().unwrap_or(id));
+            match h {
+                Some(h) => format!("{h}: {name}"),
+                None => name.to_string(),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::audio::ChannelMap;
+
+    #[test]
+    fn latency_past_the_histogram_says_so() {
+        assert_eq!(latency_text(Some(12.34)), "12.3");
+        assert_eq!(latency_text(Some(LATENCY_RANGE_MS)), "> 2000.0");
+        assert_eq!(latency_text(None), "-");
+    }
+
+    #[test]
+    fn the_output_menu_names_the_host_and_the_desktop_name() {
+        let outs = [OutputInfo {
+            host: AudioHost::PulseAudio,
+            id: "null".into(),
+            description: "Null Output".into(),
+        }];
+        assert_eq!(output_label(None, None, &outs), "default output");
+        assert_eq!(output_label(Some(AudioHost::PulseAudio), Some("null"), &outs), "PulseAudio: Null Output");
+        assert_eq!(output_label(Some(AudioHost::Alsa), None, &outs), "ALSA: default output");
+        assert_eq!(output_label(Some(AudioHost::Alsa), Some("hw:0"), &outs), "ALSA: hw:0");
+    }
 
     #[test]
     fn every_offered_channel_map_is_valid_for_the_device() {
