@@ -5,10 +5,20 @@
 //! through each host (PipeWire native, PulseAudio native, ALSA's default device through the
 //! server's ALSA plugin) while `parec` records the sink's monitor, and the recording and
 //! the monitor's statistics are checked:
-//! - no gap longer than 5 ms from one second after the tone starts to when it stops;
-//! - over the second half of the run (the drift loop settles in the first), the tone at
-//!   1000 Hz x (1 + the device clock's offset) within 0.3 Hz; its RMS level within 0.5 dB
-//!   of the sine's -9.03 dBFS over the whole run;
+//! - no gap longer than 5 ms from one second after the tone starts to 0.2 s before it
+//!   stops (the end is the capture stopping first). On PipeWire, one quantum of silence
+//!   (5.3 ms) now and then is the server's own: `pacat`, PulseAudio's C client, through
+//!   the same null sink had one in 12 s at 20 ms latency here. So there, at most one per
+//!   10 s, none longer than a quantum;
+//! - the drift loop follows both clocks: over the last 20 s its mean resampling ratio is
+//!   (1 + the output clock's offset) / (1 + the device clock's) within 250 ppm, where the
+//!   output's clock is what the monitor measured against the host's (a sound server's
+//!   timer-driven null sink runs slow: PipeWire's by 1800 to 3600 ppm here, varying with
+//!   load) and the device's is the simulator's setting (native hosts only: through ALSA's
+//!   plugin the frames asked for are not the frames played);
+//! - over the second half of the run the tone at 1000 Hz divided by that mean ratio, within
+//!   0.3 Hz (what is resampled is what is heard: nothing dropped or repeated); the RMS level
+//!   within 0.5 dB of the sine's -9.03 dBFS over the whole run;
 //! - at most 2 underruns and 2 overruns, and at most 3 resyncs (cpal's PulseAudio client
 //!   starts with a burst that overfills the ring: one or two resyncs catch up);
 //! - the latency median at least the 20 ms target less 2 ms, and at most what the monitor
@@ -230,6 +240,7 @@ fn analyse(raw: &[u8]) -> Heard {
     let start = left.iter().position(loud).expect("the sink heard no tone at all");
     let end = left.len() - left.iter().rev().position(loud).unwrap();
     let from = start + RATE as usize; // after the first second
+    let end = end - RATE as usize / 5; // and before the teardown
     assert!(
         end > from + RATE as usize,
         "the tone lasted only {:.2} s",
@@ -319,7 +330,7 @@ fn play_and_check(server: &Server, host: &str, ppm: f64, seconds: f64) {
     let heard = analyse(&raw);
     let summary = format!(
         "{what}: heard {:.1} s, {} gaps > 5 ms {:?}, {:.3} Hz, {:.2} dBFS; latency median {:?} p99 {:?} ms, \
-         holding {:?} ms, {} underruns, {} overruns, {} resyncs, correction {:+.0} ppm; output delay {} ms, bursts {} ms",
+         holding {:?} ms, {} underruns, {} overruns, {} resyncs, correction {:+.0} ppm; output delay {} ms, bursts {} ms, output clock {} ppm, mean ratio {}",
         heard.tone_s,
         heard.gaps.len(),
         &heard.gaps[..heard.gaps.len().min(5)],
@@ -334,6 +345,8 @@ fn play_and_check(server: &Server, host: &str, ppm: f64, seconds: f64) {
         report.correction_ppm,
         report.monitor["device_delay_ms"],
         report.monitor["burst_ms"],
+        report.monitor["output_clock_ppm"],
+        report.monitor["ratio_mean"],
     );
     eprintln!("{summary}");
     assert!(
@@ -341,9 +354,30 @@ fn play_and_check(server: &Server, host: &str, ppm: f64, seconds: f64) {
         "{summary}: the output was judged not a clock: {:?}",
         report.output_fault
     );
-    assert!(heard.gaps.is_empty(), "{summary}");
-    let want_hz = 1000.0 * (1.0 + ppm * 1e-6);
-    assert!((heard.freq_hz - want_hz).abs() < 0.3, "{summary}: the tone should be {want_hz:.3} Hz");
+    let allowed = if server.kind == "pipewire" { (seconds / 10.0) as usize } else { 0 };
+    assert!(
+        heard.gaps.len() <= allowed && heard.gaps.iter().all(|g| g.1 < 5.5),
+        "{summary}: at most {allowed} gaps"
+    );
+    let (ratio_mean, out_ppm) = (
+        report.monitor["ratio_mean"].as_f64().unwrap(),
+        report.monitor["output_clock_ppm"].as_f64().unwrap(),
+    );
+    // Through ALSA's plugin the frames asked for are not the frames played (its buffer
+    // takes 400-550 ppm more than real time for tens of seconds here), so there the output's
+    // clock is not known and only the tone is checked against the ratio.
+    if host != "alsa" {
+        let want_ratio = (1.0 + out_ppm * 1e-6) / (1.0 + ppm * 1e-6);
+        assert!(
+            ((ratio_mean / want_ratio - 1.0) * 1e6).abs() < 250.0,
+            "{summary}: the mean ratio {ratio_mean:.6} should be {want_ratio:.6} (output clock {out_ppm:+.0} ppm, device {ppm:+} ppm)"
+        );
+    }
+    let want_hz = 1000.0 / ratio_mean;
+    assert!(
+        (heard.freq_hz - want_hz).abs() < 0.3,
+        "{summary}: the tone should be {want_hz:.3} Hz (1 kHz / the mean ratio)"
+    );
     assert!((heard.rms_dbfs - (-9.03)).abs() < 0.5, "{summary}: the level should be -9.03 dBFS");
     assert!(report.underruns <= 2 && report.overruns <= 2 && report.resyncs <= 3, "{summary}");
     let (median, holding) = (report.latency_ms_median.unwrap(), report.holding_ms.unwrap());
@@ -355,6 +389,13 @@ fn play_and_check(server: &Server, host: &str, ppm: f64, seconds: f64) {
         (19.0..150.0).contains(&holding),
         "{summary}: the latency held should be the 20 ms target or the server's delay"
     );
+}
+
+/// Plays at 0 and +-500 ppm through `host`.
+fn three_clocks(server: &Server, host: &str) {
+    for ppm in [0.0, 500.0, -500.0] {
+        play_and_check(server, host, ppm, seconds());
+    }
 }
 
 fn seconds() -> f64 {
@@ -374,9 +415,7 @@ fn pulseaudio_server_through_the_pulseaudio_and_alsa_hosts() {
         return;
     }
     let server = Server::pulseaudio();
-    for ppm in [0.0, 500.0, -500.0] {
-        play_and_check(&server, "pulseaudio", ppm, seconds());
-    }
+    three_clocks(&server, "pulseaudio");
     play_and_check(&server, "alsa", 0.0, seconds());
 }
 
@@ -391,10 +430,7 @@ fn pipewire_server_through_the_pipewire_pulseaudio_and_alsa_hosts() {
     if !native {
         eprintln!("PipeWire's native host is not in this build (cargo feature `pipewire`): tested through pulseaudio and alsa");
     }
-    for ppm in [0.0, 500.0, -500.0] {
-        let host = if native { "pipewire" } else { "pulseaudio" };
-        play_and_check(&server, host, ppm, seconds());
-    }
+    three_clocks(&server, if native { "pipewire" } else { "pulseaudio" });
     if native {
         play_and_check(&server, "pulseaudio", 0.0, seconds());
     }

@@ -86,6 +86,17 @@ impl DriftController {
         self.correction = 0.0;
     }
 
+    /// Doubles the correction's bound, up to `limit_ppm`, for two clocks further apart than
+    /// it (a sound server's graph clock can be a few thousand ppm off the host's); returns
+    /// false when it is at the limit already. The learned offset is kept: it was right so far.
+    pub fn widen_bound(&mut self, limit_ppm: f64) -> bool {
+        if self.cfg.max_ppm >= limit_ppm {
+            return false;
+        }
+        self.cfg.max_ppm = (self.cfg.max_ppm * 2.0).min(limit_ppm);
+        true
+    }
+
     /// Smooths the fill over at least `seconds` (an output that takes 20 ms at a time needs
     /// longer than one that takes 3 ms, or its saw-tooth reaches the ratio).
     pub fn set_min_smoothing(&mut self, seconds: f64, base: f64) {
@@ -136,9 +147,18 @@ mod tests {
     /// the controller's ratio, a card popping 5 ms periods, the controller updated every 1 ms.
     /// Returns (worst |error| after `settle_s`, min fill, final correction ppm, final error).
     fn simulate(ppm: impl Fn(f64) -> f64, seconds: f64, settle_s: f64) -> (f64, f64, f64, f64) {
+        simulate_with(DriftConfig::default(), ppm, seconds, settle_s)
+    }
+
+    fn simulate_with(
+        cfg: DriftConfig,
+        ppm: impl Fn(f64) -> f64,
+        seconds: f64,
+        settle_s: f64,
+    ) -> (f64, f64, f64, f64) {
         let rate = 48_000.0;
         let target = 0.015;
-        let mut c = DriftController::new(target, DriftConfig::default());
+        let mut c = DriftController::new(target, cfg);
         let mut fill = target * rate; // frames in the output ring
         let mut pending_in = 0.0; // device frames not yet delivered (URB in progress)
         let (mut worst, mut min_fill) = (0.0f64, f64::MAX);
@@ -187,6 +207,23 @@ mod tests {
         // ... and once the drift is back in range the loop settles quickly (no wound-up integral).
         let (worst, _, ppm, _) = simulate(|t| if t < 20.0 { 3000.0 } else { 200.0 }, 120.0, 90.0);
         assert!(worst < 0.0005 && (ppm + 200.0).abs() < 10.0, "{worst} {ppm}");
+    }
+
+    #[test]
+    fn a_widened_bound_tracks_clocks_further_apart() {
+        let mut c = DriftController::new(0.015, DriftConfig::default());
+        assert!(c.widen_bound(8000.0) && c.max_ppm() == 2000.0);
+        for _ in 0..3 {
+            c.widen_bound(8000.0);
+        }
+        assert_eq!(c.max_ppm(), 8000.0);
+        assert!(!c.widen_bound(8000.0), "at the limit");
+        // 3000 ppm apart: held, where the default bound saturates.
+        let (worst, _, ppm, _) = {
+            let cfg = DriftConfig { max_ppm: 4000.0, ..DriftConfig::default() };
+            simulate_with(cfg, |_| 3000.0, 120.0, 90.0)
+        };
+        assert!(worst < 0.0005 && (ppm + 3000.0).abs() < 10.0, "{worst} {ppm}");
     }
 
     #[test]

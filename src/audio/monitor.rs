@@ -35,7 +35,9 @@
 //! resampling ratio (see [`super::drift`]); when the fill is off by more than the loop can
 //! correct (over 10 ms or half the target, plus half a burst, for 0.3 s; or the correction
 //! pinned at its bound for 2 s) the worker resyncs at once: drops device frames or adds
-//! silence, and counts it.
+//! silence, and counts it. A pinned correction also doubles its bound (1000 ppm at first,
+//! up to 8000): a sound server's graph clock can run a few thousand ppm off the host's
+//! (PipeWire's null sink here: -1800 to -2800 ppm).
 //!
 //! # Outputs that are not clocks
 //!
@@ -72,10 +74,14 @@ const WORKER_TICK: Duration = Duration::from_micros(500);
 /// fill may get, for [`RESYNC_AFTER`], before the worker resyncs.
 const RESYNC_EXCESS_S: f64 = 0.010;
 const RESYNC_AFTER: Duration = Duration::from_millis(300);
+/// The widest the drift correction's bound grows to, ppm (the resampler is built for 1 %).
+const MAX_DRIFT_PPM: f64 = 8000.0;
 /// How long the drift correction may sit at its bound before the worker resyncs.
 const PINNED_AFTER: Duration = Duration::from_secs(2);
 /// The shortest period cpal's PulseAudio host keeps up with (see [`Monitor::start`]).
 const PULSE_MIN_PERIOD_S: f64 = 0.021;
+/// The shortest period asked of PipeWire (see [`Monitor::start`]).
+const PIPEWIRE_MIN_PERIOD_S: f64 = 0.010;
 /// Input frames the resampler takes per call.
 const CHUNK_FRAMES: usize = 64;
 
@@ -302,8 +308,15 @@ impl Monitor {
         let through_server = device.host == AudioHost::Alsa
             && matches!(device.id.as_str(), "default" | "pulse" | "pipewire")
             && (AudioHost::PulseAudio.running() || AudioHost::PipeWire.running());
-        let min_period_s =
-            if device.host == AudioHost::PulseAudio || through_server { PULSE_MIN_PERIOD_S } else { 0.0 };
+        // PipeWire's period is the whole graph's quantum: a short one wakes every node often,
+        // and a timer-driven graph (a null sink, no card) loses time at each wake-up (3.3 ms
+        // quanta here: the graph ran 1800 to 7700 ppm slow, varying with load).
+        let min_period_s = match device.host {
+            AudioHost::PulseAudio => PULSE_MIN_PERIOD_S,
+            AudioHost::PipeWire => PIPEWIRE_MIN_PERIOD_S,
+            AudioHost::Alsa if through_server => PULSE_MIN_PERIOD_S,
+            AudioHost::Alsa => 0.0,
+        };
         let period_s = (cfg.latency_ms / 6.0 / 1000.0).max(min_period_s);
         let period = (period_s * f64::from(want_rate)).round().max(32.0) as u32;
         let ChosenConfig { config, sample_format } =
@@ -396,6 +409,7 @@ impl Monitor {
             off_since: None,
             pinned_since: None,
             clock: ClockCheck::new(f64::from(out_rate)),
+            clocks: ClockWindow::default(),
             setpoint_s: None,
             retarget_since: None,
             smoothing_s: cfg.drift.smoothing_s,
@@ -425,6 +439,12 @@ impl Monitor {
         let err_shared = Arc::clone(&shared);
         // Called on the audio thread too: count, never log.
         let on_error = move |e: cpal::Error| {
+            // The stream's own teardown (PipeWire reports "Device disconnected" when the
+            // stream is dropped, and so when an output that is not a clock is let go) is not
+            // a lost output.
+            if err_shared.stop.load(Relaxed) || err_shared.counters.fault_code.load(Relaxed) != 0 {
+                return;
+            }
             err_shared.counters.output_errors.fetch_add(1, Relaxed);
             if matches!(e.kind(), cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::StreamInvalidated) {
                 err_shared.counters.output_lost.store(true, Relaxed);
@@ -670,6 +690,52 @@ impl RecentMax {
     }
 }
 
+/// The resampling ratio's mean and the output's clock against the host's over the last
+/// twenty seconds, from one-second slots.
+#[derive(Clone, Debug, Default)]
+struct ClockWindow {
+    /// (time, frames asked, integral of the ratio over time, the output's delay) at each
+    /// slot's start.
+    slots: std::collections::VecDeque<(Instant, u64, f64, f64)>,
+    integral: f64,
+    last: Option<Instant>,
+}
+
+impl ClockWindow {
+    const SLOT: Duration = Duration::from_secs(1);
+    const SLOTS: usize = 20;
+
+    /// Takes the ratio in use now and the output's delay (seconds); returns (mean ratio,
+    /// output clock ppm) once twenty seconds are in. The output played what it asked for
+    /// less what its queue grew by (ALSA's pulse plugin lets its buffer grow for seconds).
+    fn observe(
+        &mut self,
+        now: Instant,
+        asked: u64,
+        ratio: f64,
+        rate: f64,
+        delay_s: f64,
+    ) -> Option<(f64, f64)> {
+        if let Some(last) = self.last {
+            self.integral += ratio * now.duration_since(last).as_secs_f64();
+        }
+        self.last = Some(now);
+        if self.slots.back().is_none_or(|&(t, _, _, _)| now.duration_since(t) >= Self::SLOT) {
+            if self.slots.len() == Self::SLOTS + 1 {
+                self.slots.pop_front();
+            }
+            self.slots.push_back((now, asked, self.integral, delay_s));
+        }
+        if self.slots.len() <= Self::SLOTS {
+            return None;
+        }
+        let &(t0, asked0, i0, d0) = self.slots.front()?;
+        let dt = now.duration_since(t0).as_secs_f64();
+        let played = (asked - asked0) as f64 - (delay_s - d0) * rate;
+        Some(((self.integral - i0) / dt, (played / (dt * rate) - 1.0) * 1e6))
+    }
+}
+
 /// Tells an output that behaves like a clock from one that does not: compares the frames it
 /// asks for with the host clock. Pure: the caller passes the time and the running count.
 #[derive(Clone, Debug)]
@@ -808,6 +874,7 @@ struct Worker {
     off_since: Option<Instant>,
     pinned_since: Option<Instant>,
     clock: ClockCheck,
+    clocks: ClockWindow,
     /// The fill the drift loop holds, and since when the wanted one has differed.
     setpoint_s: Option<f64>,
     retarget_since: Option<Instant>,
@@ -917,6 +984,16 @@ impl Worker {
                 let _ = self.resampler.set_resample_ratio_relative(rel, true);
                 let ratio = self.nominal_ratio * rel;
                 c.ratio_bits.store(ratio.to_bits(), Relaxed);
+                if let Some((mean, clock_ppm)) = self.clocks.observe(
+                    now,
+                    c.frames_asked.load(Relaxed),
+                    ratio,
+                    self.out_rate,
+                    self.out_delay_s.unwrap_or(0.0),
+                ) {
+                    c.ratio_mean_bits.store(mean.to_bits(), Relaxed);
+                    c.output_clock_ppm_bits.store(clock_ppm.to_bits(), Relaxed);
+                }
                 c.correction_ppm_bits.store(self.drift.correction_ppm().to_bits(), Relaxed);
                 c.buffered_ns
                     .store(((self.drift.error_s() + self.drift.target_s()).max(0.0) * 1e9) as u64, Relaxed);
@@ -951,7 +1028,8 @@ impl Worker {
     }
 
     /// Puts the fill back on target at once when the drift loop cannot: too far off for
-    /// [`RESYNC_AFTER`], or the correction pinned at its bound for [`PINNED_AFTER`].
+    /// [`RESYNC_AFTER`], or the correction pinned at its widest bound for [`PINNED_AFTER`].
+    /// Pinned at a narrower bound, the bound is widened instead (nothing heard).
     fn resync_if_far_off(&mut self, now: Instant, started: Instant) {
         let e = self.drift.error_s();
         let limit = RESYNC_EXCESS_S.max(self.target_s / 2.0) + self.bursts.get() / 2.0;
@@ -962,7 +1040,14 @@ impl Worker {
         let warm = started.elapsed() > Duration::from_secs(1);
         let far = self.off_since.is_some_and(|t| now.duration_since(t) >= RESYNC_AFTER);
         let stuck = self.pinned_since.is_some_and(|t| now.duration_since(t) >= PINNED_AFTER);
-        if !warm || self.skip_in > 0 || !(far || stuck) {
+        if !warm || self.skip_in > 0 {
+            return;
+        }
+        if stuck && !far && self.drift.widen_bound(MAX_DRIFT_PPM) {
+            self.pinned_since = None;
+            return;
+        }
+        if !(far || stuck) {
             return;
         }
         if e > 0.0 {
@@ -972,8 +1057,9 @@ impl Worker {
         }
         self.shared.counters.resyncs.fetch_add(1, Relaxed);
         self.drift.reset_measurement();
-        if stuck {
-            // The learned clock offset is what pinned it: start again from none.
+        // Pinned at its bound as the error grew: the clocks are further apart than it
+        // allows; widen it, or, at the widest, start again from no offset.
+        if self.pinned_since.is_some() && !self.drift.widen_bound(MAX_DRIFT_PPM) {
             self.drift.reset_integral();
         }
         self.off_since = None;

@@ -134,6 +134,10 @@ pub struct MonitorCounters {
     pub holding_ns: AtomicU64,
     /// The output's largest burst (callback) lately, ns.
     pub burst_ns: AtomicU64,
+    /// Over the last 20 s (f64 bits): the resampling ratio's mean, and the output's clock
+    /// against the host's, ppm (the frames it asked for per second of host time).
+    pub ratio_mean_bits: AtomicU64,
+    pub output_clock_ppm_bits: AtomicU64,
     /// The output stopped behaving like a clock ([`OutputFault`] code, 0: none), and how
     /// much faster than real time it consumed (f64 bits).
     pub fault_code: AtomicU8,
@@ -177,6 +181,8 @@ impl MonitorCounters {
             resyncs: self.resyncs.load(Relaxed),
             holding_ms: self.holding_ns.load(Relaxed) as f64 / 1e6,
             burst_ms: self.burst_ns.load(Relaxed) as f64 / 1e6,
+            ratio_mean: f64::from_bits(self.ratio_mean_bits.load(Relaxed)),
+            output_clock_ppm: f64::from_bits(self.output_clock_ppm_bits.load(Relaxed)),
             output_fault: OutputFault::from_code(
                 self.fault_code.load(Relaxed),
                 f64::from_bits(self.fault_value_bits.load(Relaxed)),
@@ -220,6 +226,11 @@ pub struct MonitorStats {
     pub holding_ms: f64,
     /// The output's largest callback lately (a sound server's quantum), ms.
     pub burst_ms: f64,
+    /// The resampling ratio's mean over the last 20 s (0 before the first 20 s).
+    pub ratio_mean: f64,
+    /// The output's clock against the host's over the last 20 s, ppm: a card's crystal is
+    /// within about 100; a sound server's timer-driven null sink can be thousands slow.
+    pub output_clock_ppm: f64,
     /// Set when the output stopped behaving like a clock; the monitor then plays no more.
     pub output_fault: Option<OutputFault>,
     /// Output frames per device frame, drift correction included.

@@ -12,7 +12,7 @@ if ! command -v xvfb-run >/dev/null || ! ls /usr/lib/*/dri/*swrast* >/dev/null 2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq xvfb xauth libgl1-mesa-dri >/dev/null
 fi
-cargo build --locked --quiet
+cargo build --locked --quiet --features "${ISOSCOPE_FEATURES:-}"
 bin="${CARGO_TARGET_DIR:-target}/debug/isoscope"
 for theme in dark light; do
   xvfb-run -a -s "-screen 0 1280x800x24" \
