@@ -228,8 +228,11 @@ pub struct MonitorStats {
     pub burst_ms: f64,
     /// The resampling ratio's mean over the last 20 s (0 before the first 20 s).
     pub ratio_mean: f64,
-    /// The output's clock against the host's over the last 20 s, ppm: a card's crystal is
-    /// within about 100; a sound server's timer-driven null sink can be thousands slow.
+    /// The output's clock against the host's over the last 20 s, ppm, from the frames it
+    /// asked for (less the change of its reported delay): a card's crystal is within about
+    /// 100; a sound server's timer-driven null sink can be thousands slow. Exact where an
+    /// output plays what it asks for (a card, PipeWire's native host); through the PulseAudio
+    /// protocol it also holds what the server's buffer took in or gave back.
     pub output_clock_ppm: f64,
     /// Set when the output stopped behaving like a clock; the monitor then plays no more.
     pub output_fault: Option<OutputFault>,
