@@ -43,8 +43,9 @@
 //!
 //! The worker compares the frames the output asks for with the host clock. An output that
 //! takes them more than 1.5 times faster than real time (over half a second, after its first
-//! quarter second), or takes none for a second, is not a sound card: the monitor pauses it,
-//! says so ([`OutputFault`]) and plays no more; the capture goes on.
+//! quarter second), or, once running, takes none for a second (or never starts running in
+//! 4 s), is not a sound card: the monitor drops its stream, says so ([`OutputFault`]) and
+//! plays no more; the capture goes on.
 //!
 //! # The callback
 //!
@@ -593,8 +594,7 @@ impl Callback {
         }
         let play_at = match self.pacing {
             Pacing::Device => {
-                c.delay_sum_ns.fetch_add(card_delay.as_nanos() as u64, Relaxed);
-                c.delay_count.fetch_add(1, Relaxed);
+                c.delays.fetch_add(DelaySum::one(card_delay), Relaxed);
                 now + card_delay
             }
             Pacing::HostClock => {
@@ -606,9 +606,7 @@ impl Callback {
                     std::thread::sleep(due - now);
                 }
                 let play = t0 + secs(self.written as f64 / self.rate);
-                c.delay_sum_ns
-                    .fetch_add(play.saturating_duration_since(Instant::now()).as_nanos() as u64, Relaxed);
-                c.delay_count.fetch_add(1, Relaxed);
+                c.delays.fetch_add(DelaySum::one(play.saturating_duration_since(Instant::now())), Relaxed);
                 play
             }
         };
@@ -687,6 +685,23 @@ impl RecentMax {
 
     fn get(&self) -> f64 {
         self.slots.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// The output delays the callbacks saw, summed in one atomic so a reader never takes a sum
+/// without its count: the count in the top 20 bits, the sum in microseconds below.
+struct DelaySum;
+
+impl DelaySum {
+    const SHIFT: u32 = 44;
+
+    fn one(delay: Duration) -> u64 {
+        (1 << Self::SHIFT) | (delay.as_micros() as u64).min((1 << Self::SHIFT) / 1024)
+    }
+
+    /// (count, sum in microseconds).
+    fn split(v: u64) -> (u64, u64) {
+        (v >> Self::SHIFT, v & ((1 << Self::SHIFT) - 1))
     }
 }
 
@@ -920,9 +935,9 @@ impl Worker {
                 }
                 continue;
             }
-            let (sum, n) = (c.delay_sum_ns.swap(0, Relaxed), c.delay_count.swap(0, Relaxed));
+            let (n, sum_us) = DelaySum::split(c.delays.swap(0, Relaxed));
             if n > 0 {
-                let d = sum as f64 / n as f64 / 1e9;
+                let d = sum_us as f64 / n as f64 / 1e6;
                 let dt = now.duration_since(last).as_secs_f64();
                 self.out_delay_s = Some(match self.out_delay_s {
                     None => d,
@@ -962,6 +977,10 @@ impl Worker {
             if self.shared.primed.load(Relaxed) {
                 if self.skip_in > 0 {
                     self.skip_in -= self.skip_input(self.skip_in);
+                    if self.skip_in == 0 {
+                        // The backlog is gone: measure the fill afresh, not the lagging average.
+                        self.drift.reset_measurement();
+                    }
                 }
                 while self.input.occupied_len() >= CHUNK_FRAMES * self.in_ch {
                     self.process_chunk();
@@ -1031,6 +1050,12 @@ impl Worker {
     /// [`RESYNC_AFTER`], or the correction pinned at its widest bound for [`PINNED_AFTER`].
     /// Pinned at a narrower bound, the bound is widened instead (nothing heard).
     fn resync_if_far_off(&mut self, now: Instant, started: Instant) {
+        if self.skip_in > 0 {
+            // A resync is under way: judge the fill once it is done.
+            self.off_since = None;
+            self.pinned_since = None;
+            return;
+        }
         let e = self.drift.error_s();
         let limit = RESYNC_EXCESS_S.max(self.target_s / 2.0) + self.bursts.get() / 2.0;
         self.off_since = if e.abs() > limit { Some(self.off_since.unwrap_or(now)) } else { None };

@@ -108,8 +108,9 @@ pub enum OutputError {
     NoSoundCard { detail: String },
     /// This build leaves the host out.
     #[error(
-        "this isoscope was built without {host} support. Use --host pulseaudio (PipeWire serves it \
-         too, through pipewire-pulse), or rebuild with `cargo build --release --features {}`",
+        "this isoscope was built without {host} support. Use {}, or rebuild with \
+         `cargo build --release --features {}`",
+        if *host == AudioHost::PipeWire { "--host pulseaudio (PipeWire serves it too, through pipewire-pulse)" } else { "--host alsa" },
         host.name()
     )]
     HostNotBuilt { host: AudioHost },

@@ -102,8 +102,8 @@ pub struct MonitorCounters {
     pub underruns: AtomicU64,
     /// Frames of silence those underruns played.
     pub underrun_frames: AtomicU64,
-    /// Times frames were dropped: the output ring was full, or the latency was far over
-    /// the target after a stall and the worker dropped device frames to resync.
+    /// Times frames were lost because the output ring was full (frames dropped to put the
+    /// latency back on target count under `resyncs`).
     pub overruns: AtomicU64,
     pub overrun_frames: AtomicU64,
     /// Device frames taken from the capture ring.
@@ -119,9 +119,9 @@ pub struct MonitorCounters {
     /// The output's own delay ahead of the callbacks (what ALSA or the sound server
     /// reports), averaged by the worker over about a second, ns.
     pub device_delay_ns: AtomicU64,
-    /// Sum and count of the delays the callbacks saw since the worker last read them.
-    pub delay_sum_ns: AtomicU64,
-    pub delay_count: AtomicU64,
+    /// Count and sum of the delays the callbacks saw since the worker last read them, packed
+    /// in one word (see the monitor's `DelaySum`).
+    pub delays: AtomicU64,
     /// Frames the output asked for, silence included (its clock, as the monitor sees it).
     pub frames_asked: AtomicU64,
     /// The largest callback since the worker last read it, frames.
@@ -138,8 +138,8 @@ pub struct MonitorCounters {
     /// against the host's, ppm (the frames it asked for per second of host time).
     pub ratio_mean_bits: AtomicU64,
     pub output_clock_ppm_bits: AtomicU64,
-    /// The output stopped behaving like a clock ([`OutputFault`] code, 0: none), and how
-    /// much faster than real time it consumed (f64 bits).
+    /// The output stopped behaving like a clock ([`OutputFault`] code, 0: none), and the
+    /// fault's figure (f64 bits: how many times real time, or how many seconds silent).
     pub fault_code: AtomicU8,
     pub fault_value_bits: AtomicU64,
     /// The resampling ratio in use (output/input frames), f64 bits.
