@@ -493,7 +493,7 @@ impl Monitor {
 
     /// Set when the output stopped behaving like a clock: the monitor plays no more.
     pub fn fault(&self) -> Option<OutputFault> {
-        self.shared.counters.snapshot().output_fault
+        self.shared.counters.fault()
     }
 
     /// The statistics so far.

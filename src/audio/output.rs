@@ -41,7 +41,7 @@ impl AudioHost {
 
     /// cpal's id of this host, None when this build does not include it.
     fn cpal_id(self) -> Option<cpal::HostId> {
-        cpal::available_hosts().into_iter().chain(cpal::ALL_HOSTS.iter().copied()).find(|id| {
+        cpal::ALL_HOSTS.iter().copied().find(|id| {
             matches!(
                 (self, id.name()),
                 (AudioHost::PipeWire, "PipeWire")

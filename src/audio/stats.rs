@@ -50,16 +50,16 @@ impl LatencyHistogram {
 
     /// The `q` quantile (0..=1) in ms, at the middle of its bin, or [`LATENCY_RANGE_MS`] when
     /// it lies in the overflow bin; None before any sample.
+    /// No allocation: the UI reads two quantiles every frame.
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
-        let counts: Vec<u64> = self.bins.iter().map(|b| u64::from(b.load(Relaxed))).collect();
-        let total: u64 = counts.iter().sum();
+        let total: u64 = self.bins.iter().map(|b| u64::from(b.load(Relaxed))).sum();
         if total == 0 {
             return None;
         }
         let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
         let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
+        for (i, b) in self.bins.iter().enumerate() {
+            seen += u64::from(b.load(Relaxed));
             if seen >= rank {
                 if i == LATENCY_BINS - 1 {
                     return Some(LATENCY_RANGE_MS);
@@ -157,6 +157,14 @@ pub struct MonitorCounters {
 }
 
 impl MonitorCounters {
+    /// The output's fault, if it stopped behaving like a clock.
+    pub fn fault(&self) -> Option<OutputFault> {
+        OutputFault::from_code(
+            self.fault_code.load(Relaxed),
+            f64::from_bits(self.fault_value_bits.load(Relaxed)),
+        )
+    }
+
     /// A copy of every counter, with the latency quantiles worked out.
     pub fn snapshot(&self) -> MonitorStats {
         let elapsed_ns = self.elapsed_ns.load(Relaxed);
@@ -183,10 +191,7 @@ impl MonitorCounters {
             burst_ms: self.burst_ns.load(Relaxed) as f64 / 1e6,
             ratio_mean: f64::from_bits(self.ratio_mean_bits.load(Relaxed)),
             output_clock_ppm: f64::from_bits(self.output_clock_ppm_bits.load(Relaxed)),
-            output_fault: OutputFault::from_code(
-                self.fault_code.load(Relaxed),
-                f64::from_bits(self.fault_value_bits.load(Relaxed)),
-            ),
+            output_fault: self.fault(),
             ratio: f64::from_bits(self.ratio_bits.load(Relaxed)),
             correction_ppm: f64::from_bits(self.correction_ppm_bits.load(Relaxed)),
             buffered_ms: self.buffered_ns.load(Relaxed) as f64 / 1e6,

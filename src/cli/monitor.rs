@@ -219,6 +219,8 @@ fn session<B: Backend>(
         return Err(e.into());
     }
     match (m.output_fault, &args.wav) {
+        // An output without a clock plays nothing anyone hears, whatever it took.
+        (Some(f @ audio::OutputFault::TooFast { .. }), None) => anyhow::bail!("nothing was heard: {f}"),
         (Some(f), None) if m.frames_played == 0 => anyhow::bail!("nothing was heard: {f}"),
         (Some(f), None) => anyhow::bail!("the monitor stopped: {f}"),
         (Some(f), Some(_)) if !fault_said => eprintln!("isoscope: warning: {f}"),
