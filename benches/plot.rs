@@ -103,7 +103,7 @@ fn bench(c: &mut Criterion) {
     let opts =
         isoscope::app::GuiOptions { device: Some("sim:sine:1000".into()), fresh: true, ..Default::default() };
     let settings = isoscope::app::Settings { rate: Some(RATE), history_s: 60.0, ..Default::default() };
-    let mut app = isoscope::app::IsoscopeApp::new(settings, opts);
+    let mut app = isoscope::app::IsoscopeApp::new(settings, opts, None);
     let ctx = egui::Context::default();
     let ui_frame = |app: &mut isoscope::app::IsoscopeApp| {
         let input = egui::RawInput {
@@ -119,7 +119,7 @@ fn bench(c: &mut Criterion) {
         ui_frame(&mut app);
         std::thread::sleep(std::time::Duration::from_millis(15));
     }
-    assert!(app.running(), "the simulated capture runs: {:?}", app.error);
+    assert!(app.running(), "the simulated capture runs: {:?}", app.view.error);
     let mut g = c.benchmark_group("app_frame_live_192k_stereo");
     g.sample_size(30);
     g.bench_function("scope_tab_1920x1080", |b| b.iter(|| black_box(ui_frame(&mut app))));

@@ -20,6 +20,7 @@ pub mod capture;
 pub mod dma;
 pub mod dsp;
 pub mod record;
+pub mod session;
 pub mod sim;
 pub mod source;
 pub mod ui;

@@ -26,6 +26,9 @@ pub enum SourceError {
     NotFound(String),
     #[error("cannot list USB devices: {0}")]
     Discovery(String),
+    /// The caller gave up on the open (a stop came while it ran).
+    #[error("opening '{0}' was cancelled")]
+    Cancelled(String),
 }
 
 impl SourceError {
@@ -105,6 +108,19 @@ impl Source {
 /// `req` asks for. `auto` is the first USB audio capture device that opens, else the
 /// simulated device, and says why in [`Opened::fallback`].
 pub fn open(selector: &str, req: &StreamRequest, sim: &SimConfig) -> Result<Opened, SourceError> {
+    open_cancellable(selector, req, sim, &|| false)
+}
+
+/// [`open`], giving up with [`SourceError::Cancelled`] as soon as `cancelled` says so: it
+/// is asked between the steps of an open (and through the simulator's open delay), so a
+/// caller that wants to stop does not wait for every device `auto` would try.
+pub fn open_cancellable(
+    selector: &str,
+    req: &StreamRequest,
+    sim: &SimConfig,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Opened, SourceError> {
+    let gave_up = || SourceError::Cancelled(selector.to_string());
     let sim_with = |signal: Signal| -> Result<Source, SourceError> {
         let mut cfg = SimConfig { signal, ..sim.clone() };
         cfg.format.sample = req.sample.unwrap_or(cfg.format.sample);
@@ -116,6 +132,13 @@ pub fn open(selector: &str, req: &StreamRequest, sim: &SimConfig) -> Result<Open
                 "it streams 1 to 64 channels at 1000 to 768000 Hz, not {f}"
             ))
             .into());
+        }
+        let until = std::time::Instant::now() + sim.open_delay;
+        while std::time::Instant::now() < until {
+            if cancelled() {
+                return Err(gave_up());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
         Ok(Source::Sim(Box::new(SimDevice::new(cfg)?)))
     };
@@ -132,6 +155,9 @@ pub fn open(selector: &str, req: &StreamRequest, sim: &SimConfig) -> Result<Open
                 discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES)).unwrap_or_default();
             let mut reasons = Vec::new();
             for info in devices.iter().filter(|d| has_audio_capture(d)) {
+                if cancelled() {
+                    return Err(gave_up());
+                }
                 match open_capture(info, req) {
                     Ok(c) => return Ok(Opened { source: Source::Usb(Box::new(c)), fallback: None }),
                     Err(e) => reasons.push(format!("{}: {e}", info.label())),
@@ -151,6 +177,9 @@ pub fn open(selector: &str, req: &StreamRequest, sim: &SimConfig) -> Result<Open
             let devices = discovery::list_devices(Path::new(discovery::SYSFS_USB_DEVICES))
                 .map_err(|e| SourceError::Discovery(format!("looking for '{selector}': {e}")))?;
             let info = sel.find(&devices).ok_or_else(|| SourceError::NotFound(selector.to_string()))?;
+            if cancelled() {
+                return Err(gave_up());
+            }
             Ok(Opened { source: Source::Usb(Box::new(open_capture(info, req)?)), fallback: None })
         }
     }

@@ -33,7 +33,7 @@ fn alsa_file_pcm() -> &'static std::path::Path {
 
 fn app(device: &str) -> IsoscopeApp {
     let opts = GuiOptions { device: Some(device.into()), fresh: true, ..GuiOptions::default() };
-    IsoscopeApp::new(Settings { history_s: 10.0, ..Settings::default() }, opts)
+    IsoscopeApp::new(Settings { history_s: 10.0, ..Settings::default() }, opts, None)
 }
 
 fn harness(device: &str) -> Harness<'static, IsoscopeApp> {
@@ -57,9 +57,9 @@ fn starts_at_once_shows_a_live_signal_and_stops_and_starts_from_the_buttons() {
     let mut h = harness("sim:sine:1000");
     step_until(&mut h, "frames", |a| a.history.total() > 4800);
     let a = h.state();
-    assert!(a.running() && a.error.is_none());
+    assert!(a.running() && a.view.error.is_none());
     assert_eq!(a.history.channels.len(), 2);
-    assert!(a.live.as_ref().unwrap().info.device.simulated);
+    assert!(a.view.live.as_ref().unwrap().info.device.simulated);
     // The meters see the 0.5-amplitude sine: -6 dBFS peak, 1 kHz dominant.
     step_until(&mut h, "meters", |a| a.analysis.dominant.first().copied().flatten().is_some());
     let a = h.state();
@@ -67,29 +67,23 @@ fn starts_at_once_shows_a_live_signal_and_stops_and_starts_from_the_buttons() {
     let f = a.analysis.dominant[0].unwrap();
     assert!((f - 1000.0).abs() < 5.0, "dominant {f}");
     h.get_by_label("⏹ Stop").click();
-    h.step();
-    h.step();
-    assert!(!h.state().running());
+    step_until(&mut h, "the stop", |a| !a.running());
     let frames = h.state().history.total();
     h.get_by_label("▶ Run").click();
-    h.step();
-    h.step();
-    assert!(h.state().running());
+    step_until(&mut h, "the start", |a| a.running());
     step_until(&mut h, "more frames", |a| a.history.total() > frames + 4800);
     // Space toggles run/stop.
     h.key_press(egui::Key::Space);
-    h.step();
-    h.step();
-    assert!(!h.state().running());
+    step_until(&mut h, "the stop", |a| !a.running());
 }
 
 #[test]
 fn the_trigger_locks_the_sine_at_the_chosen_position_and_single_stops_at_one() {
     let mut h = harness("sim:sine:1000");
-    step_until(&mut h, "a trigger", |a| a.scope.triggers_seen > 3);
+    step_until(&mut h, "a trigger", |a| a.panels.scope.triggers_seen > 3);
     // The shown window puts the trigger at `position` of the screen.
     let a = h.state();
-    let (start, end, at) = a.scope.shown.unwrap();
+    let (start, end, at) = a.panels.scope.shown.unwrap();
     let pos = a.settings.scope.trigger.position as f64;
     assert!(((at - start) as f64 / (end - start) as f64 - pos).abs() < 0.01);
     // The sample at the trigger is at or just above the level, the one before below it.
@@ -99,7 +93,7 @@ fn the_trigger_locks_the_sine_at_the_chosen_position_and_single_stops_at_one() {
     // Single: arms, fires once, stops the capture and pauses the view.
     h.get_by_label("Single").click();
     step_until(&mut h, "single to fire", |a| !a.running());
-    assert!(h.state().scope.is_paused() && !h.state().single_armed);
+    assert!(h.state().panels.scope.is_paused() && !h.state().single_armed);
 }
 
 #[test]
@@ -109,14 +103,14 @@ fn pause_freezes_the_view_while_the_history_keeps_growing() {
     h.key_press(egui::Key::P);
     h.step();
     h.step();
-    assert!(h.state().scope.is_paused());
-    let shown = h.state().scope.shown;
+    assert!(h.state().panels.scope.is_paused());
+    let shown = h.state().panels.scope.shown;
     let total = h.state().history.total();
     step_until(&mut h, "more frames", |a| a.history.total() > total + 4800);
-    assert_eq!(h.state().scope.shown, shown, "the paused view does not move");
+    assert_eq!(h.state().panels.scope.shown, shown, "the paused view does not move");
     h.get_by_label("⏸ Pause").click();
     h.step();
-    assert!(!h.state().scope.is_paused());
+    assert!(!h.state().panels.scope.is_paused());
 }
 
 #[test]
@@ -126,14 +120,11 @@ fn switching_the_mode_restarts_in_copy_then_zero_copy() {
     assert_eq!(h.state().path(), Some(TransferPath::ZeroCopy));
     h.state_mut().settings.mode = ModeRequest::Copy;
     h.get_by_label("⏹ Stop").click();
-    h.step();
-    h.step();
+    step_until(&mut h, "the stop", |a| !a.running());
     h.get_by_label("▶ Run").click();
-    h.step();
-    h.step();
-    assert_eq!(h.state().path(), Some(TransferPath::Copy));
+    step_until(&mut h, "copy mode", |a| a.path() == Some(TransferPath::Copy));
     step_until(&mut h, "copy-mode bytes", |a| {
-        a.last_stats.as_ref().is_some_and(|s| s.kernel_copied_bytes > 0)
+        a.view.stats.as_ref().is_some_and(|s| s.kernel_copied_bytes > 0)
     });
     // The pool and compare tabs draw with a live capture.
     for tab in [Tab::Pool, Tab::Compare, Tab::Spectrum] {
@@ -144,8 +135,8 @@ fn switching_the_mode_restarts_in_copy_then_zero_copy() {
     h.state_mut().settings.tab = Tab::Compare;
     h.step();
     h.get_by_label("Capture one URB").click();
-    step_until(&mut h, "a raw URB", |a| a.raw.is_some());
-    let raw = h.state().raw.clone().unwrap();
+    step_until(&mut h, "a raw URB", |a| a.view.raw.is_some());
+    let raw = h.state().view.raw.clone().unwrap();
     assert_eq!(raw.path, Some(TransferPath::Copy));
     assert!(raw.gap_bytes() > 0);
 }
@@ -204,16 +195,15 @@ fn the_bug_report_names_version_kernel_device_settings_and_stats() {
 #[test]
 fn a_device_that_cannot_open_shows_an_error_with_a_fix_and_no_crash() {
     let mut h = harness("0d8c:9999");
-    h.step();
-    h.step();
+    step_until(&mut h, "the error", |a| a.view.error.is_some());
     let a = h.state();
     assert!(!a.running());
-    let e = a.error.clone().unwrap();
+    let e = a.view.error.clone().unwrap();
     assert!(e.message.contains("0d8c:9999"), "{e:?}");
     assert!(e.fix.is_some());
     h.get_by_label("Dismiss").click();
     h.step();
-    assert!(h.state().error.is_none());
+    assert!(h.state().view.error.is_none());
 }
 
 #[test]
@@ -230,21 +220,20 @@ fn the_monitor_plays_the_capture_through_alsa_and_goes_off_again() {
     let volume_before = h.get_by_label("mute").rect();
     h.key_press(egui::Key::M);
     step_until(&mut h, "half a second played", |a| {
-        a.audio.monitor.as_ref().is_some_and(|m| m.stats().frames_played > 24_000)
+        a.view.monitor.as_ref().is_some_and(|m| m.probe.stats().frames_played > 24_000)
     });
     let a = h.state();
-    assert!(a.audio.monitor_error.is_none(), "{:?}", a.audio.monitor_error);
-    let st = a.audio.monitor.as_ref().unwrap().stats();
+    assert!(a.view.monitor_error.is_none(), "{:?}", a.view.monitor_error);
+    let st = a.view.monitor.as_ref().unwrap().probe.stats();
     assert!(st.latency_ms_median.is_some(), "{st:?}");
     // The sound went on to the card, and the capture kept its own data: no drops.
-    assert_eq!(a.last_stats.as_ref().unwrap().ring_drops, 0);
+    assert_eq!(a.view.stats.as_ref().unwrap().ring_drops, 0);
     // Listening added its statistics to the side panel, and no control moved.
     h.get_by_label("median / p99");
     assert_eq!(h.get_by_label("mute").rect(), volume_before, "the mute box moved when listening began");
     h.get_by_label("🔊 Listening").click();
-    h.step();
-    h.step();
-    assert!(h.state().audio.monitor.is_none() && !h.state().settings.audio.monitor);
+    step_until(&mut h, "the monitor to stop", |a| a.view.monitor.is_none() && a.view.last_monitor.is_some());
+    assert!(!h.state().settings.audio.monitor);
     // The last figures stay on screen, frozen, and say so.
     h.get_by_label("Last listen (stopped):");
     h.get_by_label("median / p99");
@@ -262,12 +251,12 @@ fn without_that_sound_card_the_monitor_says_so_and_the_capture_goes_on() {
     h.state_mut().settings.audio.output = Some("no-such-output".into());
     step_until(&mut h, "the capture", |a| a.running());
     h.key_press(egui::Key::M);
-    step_until(&mut h, "the monitor error", |a| a.audio.monitor_error.is_some());
+    step_until(&mut h, "the monitor error", |a| a.view.monitor_error.is_some());
     let frames = h.state().history.total();
     step_until(&mut h, "more frames", |a| a.history.total() > frames + 4800);
     let a = h.state();
-    assert!(a.running() && a.audio.monitor.is_none());
-    let e = a.audio.monitor_error.clone().unwrap();
+    assert!(a.running() && a.view.monitor.is_none());
+    let e = a.view.monitor_error.clone().unwrap();
     assert!(e.contains("no-such-output") && e.contains("--output"), "{e}");
 }
 
@@ -278,15 +267,14 @@ fn a_recording_started_and_stopped_from_the_ui_is_the_unbroken_signal() {
     h.state_mut().out_dir = out.path().to_path_buf();
     step_until(&mut h, "the capture", |a| a.running());
     h.get_by_label("⏺ Record WAV").click();
-    step_until(&mut h, "a second recorded", |a| {
-        a.audio.recording.as_ref().is_some_and(|r| r.seconds() > 1.0)
-    });
+    step_until(&mut h, "a second recorded", |a| a.view.recording.as_ref().is_some_and(|r| r.seconds() > 1.0));
     h.key_press(egui::Key::R);
-    h.step();
-    h.step();
+    step_until(&mut h, "the recording to close", |a| {
+        a.view.recording.is_none() && a.view.last_recording.is_some()
+    });
     let a = h.state();
-    assert!(a.audio.recording.is_none() && a.running());
-    let said = a.audio.last_recording.clone().unwrap();
+    assert!(a.running());
+    let said = a.view.last_recording.clone().unwrap();
     assert!(said.starts_with("saved "), "{said}");
     let path = std::fs::read_dir(out.path())
         .unwrap()
@@ -314,14 +302,14 @@ fn csv_export_writes_the_frames_in_view() {
     let out = tempfile::tempdir().unwrap();
     let mut h = harness("sim:sine:1000");
     h.state_mut().out_dir = out.path().to_path_buf();
-    step_until(&mut h, "a view", |a| a.scope.shown.is_some() && a.history.total() > 4800);
+    step_until(&mut h, "a view", |a| a.panels.scope.shown.is_some() && a.history.total() > 4800);
     h.key_press(egui::Key::P);
     h.step();
     h.get_by_label("CSV").click();
     h.step();
     h.step();
     let a = h.state();
-    let (start, end, _) = a.scope.shown.unwrap();
+    let (start, end, _) = a.panels.scope.shown.unwrap();
     let path = a.last_saved.clone().unwrap();
     assert_eq!(path.extension().unwrap(), "csv");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -332,68 +320,6 @@ fn csv_export_writes_the_frames_in_view() {
     let first: Vec<f64> = rows[0].split(',').map(|v| v.parse().unwrap()).collect();
     assert!((first[0] - start as f64 / 48_000.0).abs() < 1e-6);
     assert_eq!(first[1] as f32, a.history.channels[0].get(start).unwrap());
-}
-
-#[test]
-fn hotplug_adds_and_removes_devices_auto_moves_from_the_simulated_device_and_a_replug_resumes() {
-    use isoscope::ui::devices::{DeviceBar, DevicesPanel};
-    use isoscope::ui::Command;
-    let sys = tempfile::tempdir().unwrap();
-    let mut panel = DevicesPanel::watching(sys.path().to_path_buf(), Duration::from_millis(20));
-    // What the app would show: (device setting, running, simulated, unplugged).
-    let poll = |panel: &mut DevicesPanel,
-                state: (&str, bool, bool, bool),
-                want: &dyn Fn(&DevicesPanel) -> bool|
-     -> Vec<Command> {
-        let (mut device, mut rate, mut channels, mut sample, mut mode) =
-            (state.0.to_string(), None, None, None, ModeRequest::Auto);
-        let mut cmds = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !want(panel) {
-            assert!(Instant::now() < deadline, "the watcher never saw the change");
-            let bar = DeviceBar {
-                device: &mut device,
-                rate: &mut rate,
-                channels: &mut channels,
-                sample: &mut sample,
-                mode: &mut mode,
-                running: state.1,
-                simulated: state.2,
-                unplugged: state.3,
-            };
-            panel.hotplug(&bar, &mut cmds);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        cmds
-    };
-    // The virtual UAC2 microphone, named by VID:PID (the only one of its kind).
-    let sel = "1209:0001";
-    let has = |p: &DevicesPanel| p.entries.iter().any(|e| e.selector == sel);
-    let dev = isoscope::sim::VirtualDevice::new(Default::default()).unwrap();
-    let plug = |devnum: &str| {
-        let d = sys.path().join("1-1");
-        std::fs::create_dir_all(&d).unwrap();
-        for (f, v) in [("busnum", "1\n"), ("devnum", devnum), ("idVendor", "1209\n"), ("idProduct", "0001\n")]
-        {
-            std::fs::write(d.join(f), v).unwrap();
-        }
-        std::fs::write(d.join("descriptors"), dev.descriptor_bytes()).unwrap();
-    };
-    let unplug = || std::fs::remove_dir_all(sys.path().join("1-1")).unwrap();
-
-    poll(&mut panel, ("auto", true, true, false), &|p: &DevicesPanel| !p.entries.is_empty());
-    assert!(!has(&panel));
-    plug("7\n");
-    let cmds = poll(&mut panel, ("auto", true, true, false), &has);
-    assert!(panel.hotplug.as_deref().unwrap().starts_with("plugged in"), "{:?}", panel.hotplug);
-    assert!(cmds.contains(&Command::Restart), "auto on the simulated device moves to the new one");
-    unplug();
-    poll(&mut panel, (sel, false, false, true), &|p: &DevicesPanel| !has(p));
-    assert!(panel.hotplug.as_deref().unwrap().starts_with("unplugged"), "{:?}", panel.hotplug);
-    // Plugged back in (a new device number): the capture that the unplug ended starts again.
-    plug("8\n");
-    let cmds = poll(&mut panel, (sel, false, false, true), &has);
-    assert!(cmds.contains(&Command::Start), "{cmds:?}");
 }
 
 #[test]
@@ -408,13 +334,13 @@ fn the_ab_run_alternates_zero_copy_and_copy_and_returns_to_the_chosen_mode() {
     step_until(&mut h, "the capture", |a| a.running());
     h.step();
     h.get_by_label("Run A/B").click();
-    step_until(&mut h, "the A/B run", |a| !a.ab.running && a.ab.results.len() == 4);
+    step_until(&mut h, "the A/B run", |a| !a.view.ab.running && a.view.ab.results.len() == 4);
     let a = h.state();
-    assert!(a.ab.error.is_none(), "{:?}", a.ab.error);
-    let paths: Vec<TransferPath> = a.ab.results.iter().map(|r| r.path).collect();
+    assert!(a.view.ab.error.is_none(), "{:?}", a.view.ab.error);
+    let paths: Vec<TransferPath> = a.view.ab.results.iter().map(|r| r.path).collect();
     use TransferPath::{Copy, ZeroCopy};
     assert_eq!(paths, vec![ZeroCopy, Copy, ZeroCopy, Copy]);
-    for r in &a.ab.results {
+    for r in &a.view.ab.results {
         assert!(r.seconds > 0.4 && r.cpu_us_per_mib > 0.0, "{r:?}");
         // The kernel copies in copy mode only (the simulator models that).
         assert_eq!(r.copied_bytes > 0, r.path == Copy, "{r:?}");
@@ -449,8 +375,8 @@ fn cursors_measure_dt_and_xy_mode_draws_one_channel_against_the_other() {
         h.step();
         h.step();
     }
-    let [Some(a), Some(b)] = h.state().scope.cursors else {
-        panic!("two cursors: {:?}", h.state().scope.cursors)
+    let [Some(a), Some(b)] = h.state().panels.scope.cursors else {
+        panic!("two cursors: {:?}", h.state().panels.scope.cursors)
     };
     assert!(b.x > a.x, "B is right of A: {a:?} {b:?}");
     h.get_by_label_contains("1/dt");
@@ -459,5 +385,187 @@ fn cursors_measure_dt_and_xy_mode_draws_one_channel_against_the_other() {
     h.step();
     h.step();
     assert!(h.state().settings.scope.xy);
-    assert!(!h.state().scope.points[0].is_empty(), "XY points were made");
+    assert!(!h.state().panels.scope.points[0].is_empty(), "XY points were made");
+}
+
+fn harness_with(device: &str, session: isoscope::session::SessionConfig) -> Harness<'static, IsoscopeApp> {
+    let opts = GuiOptions {
+        device: Some(device.into()),
+        fresh: true,
+        session: Some(session),
+        ..GuiOptions::default()
+    };
+    let app = IsoscopeApp::new(Settings { history_s: 10.0, ..Settings::default() }, opts, None);
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_state(|ctx, app: &mut IsoscopeApp| app.ui(ctx), app)
+}
+
+/// Steps frames until `done`, timing each one; returns the frame times.
+fn frame_times(
+    h: &mut Harness<'_, IsoscopeApp>,
+    what: &str,
+    done: impl Fn(&IsoscopeApp) -> bool,
+) -> Vec<Duration> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut times = Vec::new();
+    while !done(h.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        let t = Instant::now();
+        h.step();
+        times.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    times
+}
+
+#[test]
+fn the_window_keeps_drawing_while_a_device_opens_and_while_a_slow_teardown_runs() {
+    use isoscope::session::SessionConfig;
+    use isoscope::sim::SimConfig;
+    // Opening takes a second (a real device's control transfers), releasing it three.
+    let sim = SimConfig {
+        open_delay: Duration::from_secs(1),
+        release_delay: Duration::from_secs(3),
+        ..SimConfig::default()
+    };
+    let mut h = harness_with("sim:sine:1000", SessionConfig { sim, hotplug: None });
+    let opening = frame_times(&mut h, "the capture", |a| a.running());
+    assert!(opening.len() > 20, "only {} frames drawn while the device opened", opening.len());
+    h.get_by_label("⏹ Stop").click();
+    let t = Instant::now();
+    h.step();
+    let stopping = frame_times(&mut h, "the stop", |a| !a.running());
+    assert!(t.elapsed() > Duration::from_millis(2900), "the teardown was not slow: {:?}", t.elapsed());
+    for (phase, times) in [("opening", &opening), ("stopping", &stopping)] {
+        let mut sorted = times.clone();
+        sorted.sort();
+        let median = sorted[sorted.len() / 2];
+        let max = *sorted.last().unwrap();
+        eprintln!("{phase}: {} frames, median {median:?}, max {max:?}", times.len());
+        // The UI thread never waits for the session: every frame is short. (A machine that
+        // stalls a test thread now and then may make one frame long, never seconds.)
+        assert!(
+            median < Duration::from_millis(20),
+            "{phase}: median frame {median:?} ({} frames)",
+            times.len()
+        );
+        assert!(max < Duration::from_millis(250), "{phase}: a frame took {max:?}: the UI thread blocked");
+    }
+}
+
+#[test]
+fn hidden_spectra_are_not_computed_every_frame() {
+    let mut h = harness("sim:sine:1000");
+    step_until(&mut h, "a full block", |a| a.history.total() > 16_384);
+    let count = |h: &mut Harness<'_, IsoscopeApp>| {
+        let before = h.state().analysis.transforms;
+        for _ in 0..30 {
+            h.step();
+        }
+        h.state().analysis.transforms - before
+    };
+    let hidden = count(&mut h);
+    h.state_mut().settings.tab = Tab::Spectrum;
+    h.step();
+    let shown = count(&mut h);
+    // Two channels: 60 transforms for 30 frames shown; a few a second while hidden.
+    assert_eq!(shown, 60, "shown");
+    assert!(hidden <= 10, "{hidden} transforms in 30 frames with the spectrum hidden");
+}
+
+#[test]
+fn hotplug_is_shown_and_the_new_device_is_in_the_menu() {
+    let sys = tempfile::tempdir().unwrap();
+    let cfg = isoscope::session::SessionConfig {
+        hotplug: Some((sys.path().to_path_buf(), Duration::from_millis(20))),
+        ..Default::default()
+    };
+    let mut h = harness_with("sim", cfg);
+    step_until(&mut h, "the capture", |a| a.running());
+    let dev = isoscope::sim::VirtualDevice::new(Default::default()).unwrap();
+    let d = sys.path().join("1-1");
+    std::fs::create_dir_all(&d).unwrap();
+    for (f, v) in [("busnum", "1\n"), ("devnum", "7\n"), ("idVendor", "1209\n"), ("idProduct", "0001\n")] {
+        std::fs::write(d.join(f), v).unwrap();
+    }
+    std::fs::write(d.join("descriptors"), dev.descriptor_bytes()).unwrap();
+    step_until(&mut h, "the hotplug notice", |a| a.view.hotplug.is_some());
+    h.get_by_label_contains("USB plugged in: 001:007 1209:0001");
+    assert!(h.state().view.devices.iter().any(|e| e.selector == "1209:0001"));
+    // Not auto: the running capture is left alone.
+    assert!(h.state().running());
+}
+
+/// One panel alone, on a view built by hand, as egui's own panel tests do.
+struct PanelState<P> {
+    panel: P,
+    settings: Settings,
+    view: isoscope::session::SessionView,
+    history: isoscope::ui::History,
+    analysis: isoscope::ui::spectrum::Analysis,
+    commands: Vec<isoscope::ui::Command>,
+}
+
+fn panel_harness<P: isoscope::ui::Panel + 'static>(
+    panel: P,
+    view: isoscope::session::SessionView,
+) -> Harness<'static, PanelState<P>> {
+    let state = PanelState {
+        panel,
+        settings: Settings::default(),
+        view,
+        history: isoscope::ui::History::empty(),
+        analysis: Default::default(),
+        commands: Vec::new(),
+    };
+    Harness::new_ui_state(
+        |ui, s: &mut PanelState<P>| {
+            let mut cx = isoscope::ui::PanelCx {
+                session: &s.view,
+                history: &s.history,
+                analysis: &s.analysis,
+                single_armed: false,
+                commands: &mut s.commands,
+            };
+            s.panel.ui(ui, &mut s.settings, &mut cx);
+        },
+        state,
+    )
+}
+
+#[test]
+fn the_device_bar_alone_lists_the_sessions_devices_and_returns_commands() {
+    use isoscope::session::devices::{DeviceEntry, Offers};
+    use isoscope::ui::Command;
+    let mut view = isoscope::session::SessionView::default();
+    view.devices.push(DeviceEntry {
+        selector: "1209:0001".into(),
+        label: "test mic".into(),
+        offers: Offers::any(),
+    });
+    let mut h = panel_harness(isoscope::ui::devices::DevicesPanel, view);
+    h.run();
+    h.get_by_label("▶ Run").click();
+    h.run();
+    assert_eq!(h.state().commands, vec![Command::Start]);
+    h.state_mut().commands.clear();
+    h.get_by_label("Copy bug report").click();
+    h.run();
+    assert_eq!(h.state().commands, vec![Command::CopyBugReport]);
+    // Nothing changed state mid-draw: the settings are as they were.
+    assert_eq!(h.state().settings, Settings::default());
+}
+
+#[test]
+fn the_notices_alone_show_an_error_once_with_its_fix_and_dismiss_is_a_command() {
+    let mut view = isoscope::session::SessionView::default();
+    view.error = Some(isoscope::session::Problem { message: "it broke".into(), fix: Some("do this".into()) });
+    let mut h = panel_harness(isoscope::ui::notices::NoticesPanel, view);
+    h.run();
+    h.get_by_label("Error: it broke");
+    assert_eq!(h.get_all_by_label_contains("do this").count(), 1);
+    h.get_by_label("Dismiss").click();
+    h.run();
+    assert_eq!(h.state().commands, vec![isoscope::ui::Command::DismissError]);
 }

@@ -15,7 +15,7 @@ pub mod output;
 pub mod stats;
 
 pub use drift::{DriftConfig, DriftController};
-pub use monitor::{ChannelMap, Monitor, MonitorConfig, MonitorError, MonitorInfo, Pacing};
+pub use monitor::{ChannelMap, Monitor, MonitorConfig, MonitorError, MonitorInfo, MonitorProbe, Pacing};
 pub use output::{
     default_host, list_host_outputs, list_outputs, open_output, AudioHost, OutputError, OutputInfo,
 };

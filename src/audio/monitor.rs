@@ -506,6 +506,11 @@ impl Monitor {
         &self.shared.counters
     }
 
+    /// A handle that reads the statistics from another thread while the monitor runs.
+    pub fn probe(&self) -> MonitorProbe {
+        MonitorProbe(Arc::clone(&self.shared))
+    }
+
     /// Stops playback and the worker; returns the final statistics.
     pub fn stop(mut self) -> MonitorStats {
         self.shutdown();
@@ -525,6 +530,28 @@ impl Monitor {
 impl Drop for Monitor {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Reads a running monitor's statistics from anywhere (lock-free; see [`Monitor::probe`]).
+#[derive(Clone)]
+pub struct MonitorProbe(Arc<Shared>);
+
+impl MonitorProbe {
+    /// The statistics so far.
+    pub fn stats(&self) -> MonitorStats {
+        self.0.counters.snapshot()
+    }
+
+    /// Set when the output stopped behaving like a clock.
+    pub fn fault(&self) -> Option<OutputFault> {
+        self.0.counters.fault()
+    }
+}
+
+impl std::fmt::Debug for MonitorProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MonitorProbe")
     }
 }
 

@@ -166,8 +166,8 @@ impl RawSnapshot {
     }
 }
 
-/// The UI's end of the raw-buffer hand-over.
-#[derive(Debug)]
+/// The UI's end of the raw-buffer hand-over (clones share it).
+#[derive(Clone, Debug)]
 pub struct RawTap {
     pub(crate) request: Arc<AtomicBool>,
     pub(crate) filled: Receiver<RawSnapshot>,

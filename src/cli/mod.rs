@@ -412,6 +412,7 @@ fn screenshot(a: &ScreenshotArgs) -> anyhow::Result<ExitCode> {
         dark: Some(dark),
         tab: Some(tab),
         fresh: true,
+        session: None,
     };
     gui(None, Some(opts))
 }

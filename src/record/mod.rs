@@ -6,5 +6,5 @@ mod recording;
 mod wav;
 
 pub use csv::{to_csv_string, write_csv};
-pub use recording::{Recording, RecordingSummary};
+pub use recording::{Recording, RecordingProbe, RecordingSummary};
 pub use wav::{Kept, RecordError, WavRecorder, WavSamples};

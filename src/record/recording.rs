@@ -29,6 +29,26 @@ pub struct RecordingSummary {
     pub seconds: f64,
 }
 
+/// Reads a running recording's progress (see [`Recording::probe`]).
+#[derive(Clone, Debug)]
+pub struct RecordingProbe {
+    path: PathBuf,
+    rate: u32,
+    frames: Arc<AtomicU64>,
+}
+
+impl RecordingProbe {
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Seconds written so far.
+    pub fn seconds(&self) -> f64 {
+        self.frames.load(Relaxed) as f64 / f64::from(self.rate.max(1))
+    }
+}
+
 /// A WAV recording fed by a capture, on its own thread.
 pub struct Recording {
     path: PathBuf,
@@ -80,6 +100,11 @@ impl Recording {
     /// Seconds written so far.
     pub fn seconds(&self) -> f64 {
         self.frames() as f64 / f64::from(self.format.rate.max(1))
+    }
+
+    /// A handle that reads the progress from another thread.
+    pub fn probe(&self) -> RecordingProbe {
+        RecordingProbe { path: self.path.clone(), rate: self.format.rate, frames: Arc::clone(&self.frames) }
     }
 
     /// Whether the thread has ended (the capture ended, or writing failed).

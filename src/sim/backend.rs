@@ -61,6 +61,12 @@ pub struct SimConfig {
     /// Reads of the mapped pool count this many times slower than measured, as on a kernel
     /// that maps usbfs DMA memory uncached (1: as measured).
     pub mapping_slowdown: f64,
+    /// How long opening the device takes (a real one spends it on control transfers with
+    /// 1 s timeouts): the session's tests open slow devices with it.
+    pub open_delay: Duration,
+    /// How long releasing the device takes once a capture ends (a real one may take
+    /// seconds to give its interface back to snd-usb-audio).
+    pub release_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -79,6 +85,8 @@ impl Default for SimConfig {
             free_dma: false,
             clock_ppm: 0.0,
             mapping_slowdown: 1.0,
+            open_delay: Duration::ZERO,
+            release_delay: Duration::ZERO,
         }
     }
 }
@@ -324,6 +332,12 @@ impl SimBackend {
             self.bounce_free.push(b);
         }
         f.urb
+    }
+}
+
+impl Drop for SimBackend {
+    fn drop(&mut self) {
+        std::thread::sleep(self.cfg.release_delay);
     }
 }
 

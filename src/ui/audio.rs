@@ -5,9 +5,11 @@
 use eframe::egui;
 
 use crate::audio::stats::LATENCY_RANGE_MS;
-use crate::audio::{AudioHost, MonitorStats, OutputInfo, Pacing};
+use crate::audio::{AudioHost, MonitorConfig, OutputInfo, Pacing};
+use crate::record::WavSamples;
+use crate::session::ListenRequest;
 
-use super::Command;
+use super::{Command, Panel, PanelCx, Settings};
 
 /// Persisted monitor and recording settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -64,36 +66,50 @@ pub fn map_choices(channels: u16) -> Vec<(Option<String>, String)> {
     v
 }
 
-/// What the panel shows about the running monitor and recording.
-pub struct AudioView<'a> {
-    pub settings: &'a mut AudioSettings,
-    /// The capture's channel count (0: not running).
-    pub channels: u16,
-    /// Outputs to pick from (listed on demand).
-    pub outputs: &'a [OutputInfo],
-    /// Statistics of the running monitor (or, frozen, of the last one), its output name and
-    /// rates, and whether it is still playing.
-    pub monitor: Option<(MonitorStats, String, bool)>,
-    /// Why the monitor is not playing, with the fix.
-    pub monitor_error: Option<&'a str>,
-    /// The running recording: path and seconds written.
-    pub recording: Option<(String, f64)>,
-    /// The last finished recording or its error.
-    pub last_recording: Option<&'a str>,
+impl AudioSettings {
+    /// What the session listens with.
+    pub fn listen_request(&self) -> ListenRequest {
+        ListenRequest {
+            config: MonitorConfig {
+                host: self.host,
+                output: self.output.clone(),
+                latency_ms: self.latency_ms,
+                volume: self.volume,
+                muted: self.muted,
+                pacing: self.pacing,
+                ..MonitorConfig::default()
+            },
+            channel_map: self.channel_map.clone(),
+        }
+    }
+
+    /// How recordings store samples.
+    pub fn wav_samples(&self) -> WavSamples {
+        if self.record_float {
+            WavSamples::Float
+        } else {
+            WavSamples::Native
+        }
+    }
 }
 
-/// What changed in the panel this frame (applied live, without restarting the monitor).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct LiveChanges {
-    pub volume: bool,
-    pub muted: bool,
-    pub channel_map: bool,
+/// The side panel: the meters, then the monitor and the recording.
+#[derive(Default)]
+pub struct AudioPanel;
+
+impl Panel for AudioPanel {
+    fn ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings, cx: &mut PanelCx<'_>) {
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            super::spectrum::meters_ui(ui, cx.analysis);
+            ui.separator();
+            monitor_and_record(ui, &mut settings.audio, cx);
+        });
+    }
 }
 
-/// Draws the panel. Commands restart or toggle; [`LiveChanges`] says what to apply now.
-pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveChanges {
-    let mut live = LiveChanges::default();
-    let s = v.settings;
+fn monitor_and_record(ui: &mut egui::Ui, s: &mut AudioSettings, cx: &mut PanelCx<'_>) {
+    let v = cx.session;
+    let channels = v.live.as_ref().map_or(0, |l| l.info.stream.format.channels);
     ui.heading("Monitor");
     ui.horizontal(|ui| {
         let text = if s.monitor { "🔊 Listening" } else { "🔈 Listen" };
@@ -103,11 +119,13 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
             .on_hover_text("Play the capture on a sound card (M)")
             .clicked()
         {
-            cmds.push(Command::ToggleMonitor);
+            cx.send(Command::ToggleMonitor);
         }
-        live.muted = ui.checkbox(&mut s.muted, "mute").changed();
+        if ui.checkbox(&mut s.muted, "mute").changed() {
+            cx.send(Command::SetMuted(s.muted));
+        }
     });
-    let out_text = output_label(s.host, s.output.as_deref(), v.outputs);
+    let out_text = output_label(s.host, s.output.as_deref(), &v.outputs);
     let mut restart = false;
     let combo = egui::ComboBox::from_id_salt("audio_output")
         .width(200.0)
@@ -120,7 +138,7 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
                 restart = true;
             }
             let mut host = None;
-            for o in v.outputs {
+            for o in &v.outputs {
                 if host != Some(o.host) {
                     host = Some(o.host);
                     ui.separator();
@@ -136,18 +154,21 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
             }
         });
     if combo.response.clicked() {
-        cmds.push(Command::ListOutputs);
+        cx.send(Command::ListOutputs);
     }
-    live.volume =
-        ui.add(egui::Slider::new(&mut s.volume, 0.0..=2.0).text("volume").fixed_decimals(2)).changed();
-    let choices = map_choices(v.channels.max(1));
+    if ui.add(egui::Slider::new(&mut s.volume, 0.0..=2.0).text("volume").fixed_decimals(2)).changed() {
+        cx.send(Command::SetVolume(s.volume));
+    }
+    let choices = map_choices(channels.max(1));
     let current = choices
         .iter()
         .find(|(m, _)| *m == s.channel_map)
         .map_or_else(|| s.channel_map.clone().unwrap_or_default(), |(_, l)| l.clone());
     egui::ComboBox::from_id_salt("channel_map").width(200.0).selected_text(current).show_ui(ui, |ui| {
         for (m, label) in &choices {
-            live.channel_map |= ui.selectable_value(&mut s.channel_map, m.clone(), label).changed();
+            if ui.selectable_value(&mut s.channel_map, m.clone(), label).changed() {
+                cx.commands.push(Command::SetChannelMap(s.channel_map.clone()));
+            }
         }
     });
     restart |= ui
@@ -155,9 +176,9 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
         .on_hover_text("The latency the drift control holds, from packet completion to the sound card")
         .changed();
     if restart && s.monitor {
-        cmds.push(Command::RestartMonitor);
+        cx.send(Command::RestartMonitor);
     }
-    if let Some((st, name, playing)) = &v.monitor {
+    if let Some((st, name, playing)) = &v.monitor_stats() {
         let ms = latency_text;
         if !playing {
             ui.small("Last listen (stopped):");
@@ -205,7 +226,7 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
             ui.colored_label(egui::Color32::from_rgb(220, 140, 0), f.to_string());
         }
     }
-    if let Some(e) = v.monitor_error {
+    if let Some(e) = &v.monitor_error {
         ui.colored_label(egui::Color32::from_rgb(220, 80, 60), e);
         ui.small("Capture, plots and recording go on without sound.");
     }
@@ -216,17 +237,17 @@ pub fn ui(ui: &mut egui::Ui, v: AudioView<'_>, cmds: &mut Vec<Command>) -> LiveC
         let rec = v.recording.is_some();
         let text = if rec { "⏹ Stop recording" } else { "⏺ Record WAV" };
         if ui.selectable_label(rec, text).on_hover_text("Record the capture to a WAV file (R)").clicked() {
-            cmds.push(Command::ToggleRecord);
+            cx.send(Command::ToggleRecord);
         }
         ui.add_enabled(!rec, egui::Checkbox::new(&mut s.record_float, "float"))
             .on_hover_text("32-bit float instead of the device's own format (bit-exact)");
     });
-    if let Some((path, secs)) = &v.recording {
+    if let Some(r) = &v.recording {
+        let (secs, path) = (r.seconds(), r.path().display());
         ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("● {secs:.1} s to {path}"));
-    } else if let Some(last) = v.last_recording {
+    } else if let Some(last) = &v.last_recording {
         ui.small(last);
     }
-    live
 }
 
 /// A latency in ms for the panel; "> 2000.0" past the end of the histogram.

@@ -8,70 +8,44 @@ use egui_plot::{Bar, BarChart, Plot};
 use crate::capture::{ModeRequest, RawSnapshot, StatsSnapshot};
 use crate::dma::{human_bytes, TransferPath};
 
-use super::Command;
+use crate::session::ab::{AbResult, AbSettings, AbState};
 
-/// One A/B phase's result.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AbResult {
-    pub round: usize,
-    pub path: TransferPath,
-    pub cpu_us_per_mib: f64,
-    pub syscalls_per_s: f64,
-    pub copied_bytes: u64,
-    pub latency_us: f64,
-    pub seconds: f64,
-}
+use super::{Command, Panel, PanelCx, Settings};
 
-impl AbResult {
-    pub fn from_stats(round: usize, path: TransferPath, s: &StatsSnapshot) -> AbResult {
-        let secs = s.elapsed_ns as f64 / 1e9;
-        AbResult {
-            round,
-            path,
-            cpu_us_per_mib: s.cpu_us_per_mib(),
-            syscalls_per_s: if secs > 0.0 { s.syscalls as f64 / secs } else { 0.0 },
-            copied_bytes: s.kernel_copied_bytes,
-            latency_us: s.reap_latency_mean_us(),
-            seconds: secs,
+/// The copy vs zero-copy tab.
+#[derive(Default)]
+pub struct ComparePanel;
+
+impl Panel for ComparePanel {
+    fn ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings, cx: &mut PanelCx<'_>) {
+        let v = cx.session;
+        // The raw view shows a URB as soon as the tab opens.
+        if v.raw.is_none() && v.running() {
+            cx.send(Command::RawSnapshot);
         }
+        let view = CompareView {
+            stats: v.stats.as_ref().filter(|_| v.running()),
+            path: v.live.as_ref().map(|l| l.info.path),
+            simulated: v.simulated(),
+            ab: &v.ab,
+            settings: &mut settings.ab,
+            raw: v.raw.as_ref(),
+        };
+        view.ui(ui, cx.commands);
     }
 }
 
-/// The A/B run in progress or done.
-#[derive(Clone, Debug, Default)]
-pub struct AbState {
-    pub running: bool,
-    pub round: usize,
-    pub phase: Option<ModeRequest>,
-    pub results: Vec<AbResult>,
-    pub error: Option<String>,
+struct CompareView<'a> {
+    stats: Option<&'a StatsSnapshot>,
+    path: Option<TransferPath>,
+    simulated: bool,
+    ab: &'a AbState,
+    settings: &'a mut AbSettings,
+    raw: Option<&'a RawSnapshot>,
 }
 
-/// Persisted A/B settings.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct AbSettings {
-    pub seconds: f64,
-    pub rounds: usize,
-}
-
-impl Default for AbSettings {
-    fn default() -> Self {
-        AbSettings { seconds: 3.0, rounds: 2 }
-    }
-}
-
-pub struct ComparePanel<'a> {
-    pub stats: Option<&'a StatsSnapshot>,
-    pub path: Option<TransferPath>,
-    pub simulated: bool,
-    pub ab: &'a AbState,
-    pub settings: &'a mut AbSettings,
-    pub raw: Option<&'a RawSnapshot>,
-}
-
-impl ComparePanel<'_> {
-    pub fn ui(self, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
+impl CompareView<'_> {
+    fn ui(self, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
         egui::ScrollArea::vertical().auto_shrink(false).show(ui, |ui| {
             ui.heading("Live: the running mode");
             if self.simulated {

@@ -4,18 +4,27 @@
 pub mod audio;
 pub mod compare;
 pub mod devices;
+pub mod notices;
 pub mod pool;
 pub mod scope;
+pub mod settings;
 pub mod spectrum;
 pub mod status;
+pub mod window;
 
 use eframe::egui;
 use ringbuf::traits::Consumer;
 use ringbuf::HeapCons;
 
 use crate::dsp::decimate::MinMaxPyramid;
+use crate::session::SessionView;
 
-/// What a panel asks the app to do; applied at the end of the frame, never mid-draw.
+pub use settings::{Settings, Tab};
+use spectrum::Analysis;
+
+/// What a panel asks for; applied by the app at the end of the frame, never mid-draw.
+/// Most become [`crate::session::SessionCommand`]s; the rest are the window's own
+/// (screenshots, pause, CSV, the bug report).
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
 pub enum Command {
@@ -35,12 +44,44 @@ pub enum Command {
     ToggleMonitor,
     /// The output or the target latency changed: start the monitor again.
     RestartMonitor,
+    /// Live monitor changes (no restart).
+    SetVolume(f32),
+    SetMuted(bool),
+    SetChannelMap(Option<String>),
     /// Read the list of audio outputs (when the menu opens, not per frame).
     ListOutputs,
+    /// Read the device list again (hotplug follows changes by itself).
+    RescanDevices,
     /// Start or stop recording to WAV.
     ToggleRecord,
     /// Save the frames the scope shows as CSV.
     ExportCsv,
+    /// Forget the spectrum's peak hold.
+    ResetPeaks,
+    /// Hide the error banner.
+    DismissError,
+}
+
+/// What every panel reads, and where its commands go.
+pub struct PanelCx<'a> {
+    pub session: &'a SessionView,
+    pub history: &'a History,
+    pub analysis: &'a Analysis,
+    /// Single capture is armed (the scope triggers once, then stops).
+    pub single_armed: bool,
+    pub commands: &'a mut Vec<Command>,
+}
+
+impl PanelCx<'_> {
+    pub fn send(&mut self, cmd: Command) {
+        self.commands.push(cmd);
+    }
+}
+
+/// One shape for every panel: draw into `ui`, edit the panel's part of `settings` in place,
+/// ask for anything else with a command.
+pub trait Panel {
+    fn ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings, cx: &mut PanelCx<'_>);
 }
 
 /// The colour of channel `c` (readable on dark and light backgrounds).

@@ -6,6 +6,8 @@ use crate::capture::{CaptureInfo, SlotState, SlotStates};
 use crate::dma::{human_bytes, TransferPath, USBFS_MEMORY_MB_PATH};
 use eframe::egui;
 
+use super::{Panel, PanelCx, Settings};
+
 /// Warn when the plan uses this share of the tighter cap.
 pub const WARN_SHARE: f64 = 0.8;
 
@@ -35,7 +37,18 @@ pub fn cap_warning(info: &CaptureInfo) -> Option<String> {
     ))
 }
 
-pub fn ui(ui: &mut egui::Ui, info: Option<&CaptureInfo>, slots: Option<&SlotStates>) {
+/// The buffer pool tab.
+#[derive(Default)]
+pub struct PoolPanel;
+
+impl Panel for PoolPanel {
+    fn ui(&mut self, ui: &mut egui::Ui, _settings: &mut Settings, cx: &mut PanelCx<'_>) {
+        let live = cx.session.live.as_ref();
+        show(ui, live.map(|l| &l.info), live.map(|l| &l.probe.slots));
+    }
+}
+
+fn show(ui: &mut egui::Ui, info: Option<&CaptureInfo>, slots: Option<&SlotStates>) {
     let Some(info) = info else {
         ui.label("No capture running: start one to see its buffer pool.");
         return;

@@ -10,7 +10,7 @@ use egui_plot::{HLine, Line, Plot, PlotBounds, PlotPoint, PlotPoints, Points, VL
 use crate::dsp::decimate::{MinMax, MinMaxPyramid};
 use crate::dsp::trigger::{Edge, TriggerMode, TriggerSettings};
 
-use super::{channel_color, Command, History};
+use super::{channel_color, Command, History, Panel, PanelCx, Settings};
 
 /// How long auto mode waits for a trigger before it free-runs.
 const AUTO_TIMEOUT: Duration = Duration::from_millis(200);
@@ -167,7 +167,7 @@ impl ScopePanel {
         }
     }
 
-    pub fn ui(
+    fn show(
         &mut self,
         ui: &mut egui::Ui,
         s: &mut ScopeSettings,
@@ -462,6 +462,41 @@ impl ScopePanel {
 }
 
 /// "5 ms", "200 µs", "2 s".
+impl Panel for ScopePanel {
+    fn ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings, cx: &mut PanelCx<'_>) {
+        self.show(ui, &mut settings.scope, cx.history, cx.single_armed, cx.commands);
+    }
+}
+
+/// Saves frames `[a, b)` of `h` (clipped to what it holds) as CSV in `dir`; returns the file.
+pub fn export_csv(
+    h: &History,
+    (a, b): (usize, usize),
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf, String> {
+    let n = h.channels.len();
+    let (a, b) = (a.max(h.channels.first().map_or(0, |p| p.oldest())), b.min(h.total()));
+    if n == 0 || b <= a {
+        return Err("nothing in view to save".into());
+    }
+    let mut lanes = vec![Vec::new(); n];
+    for (c, lane) in lanes.iter_mut().enumerate() {
+        h.channels[c].copy_range(a, b, lane);
+    }
+    let frames = lanes.iter().map(Vec::len).min().unwrap_or(0);
+    let mut interleaved = Vec::with_capacity(frames * n);
+    for i in 0..frames {
+        interleaved.extend(lanes.iter().map(|l| l[i]));
+    }
+    let millis =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let path = dir.join(format!("isoscope-{millis}.csv"));
+    std::fs::File::create(&path)
+        .and_then(|f| crate::record::write_csv(std::io::BufWriter::new(f), &interleaved, n, h.rate, a as u64))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 pub fn fmt_seconds(s: f64) -> String {
     let a = s.abs();
     if a >= 1.0 {

@@ -9,7 +9,7 @@ use egui_plot::{Line, Plot, PlotBounds, PlotPoint, PlotPoints};
 use crate::dsp::meter::{self, Levels};
 use crate::dsp::spectrum::{Spectrum, Window, DB_FLOOR};
 
-use super::{channel_color, History};
+use super::{channel_color, Command, History, Panel, PanelCx, Settings};
 
 /// Persisted spectrum settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -38,7 +38,12 @@ impl Default for SpectrumSettings {
 /// How long the clip light stays on after a clipped sample.
 const CLIP_HOLD: Duration = Duration::from_secs(2);
 
-/// Spectra and levels of every channel, updated once per frame.
+/// How often the spectra are computed while the spectrum tab is hidden (the meters' dominant
+/// frequency still needs one).
+const HIDDEN_SPECTRUM_EVERY: Duration = Duration::from_millis(250);
+
+/// Spectra and levels of every channel: the levels every frame, the spectra every frame
+/// while they are shown and a few times a second while not.
 #[derive(Default)]
 pub struct Analysis {
     pub spectra: Vec<Spectrum>,
@@ -46,12 +51,23 @@ pub struct Analysis {
     pub clip_until: Vec<Option<Instant>>,
     /// Dominant frequency of each channel (Hz).
     pub dominant: Vec<Option<f64>>,
+    /// Transforms computed so far (one per channel per update that computed spectra).
+    pub transforms: u64,
+    last_transform: Option<Instant>,
     scratch: Vec<f32>,
 }
 
 impl Analysis {
-    /// Recomputes from the newest samples of `h` (no allocation once sizes are stable).
-    pub fn update(&mut self, s: &SpectrumSettings, h: &History) {
+    /// Forgets every channel's peak hold.
+    pub fn reset_peaks(&mut self) {
+        self.spectra.iter_mut().for_each(Spectrum::reset_peak);
+    }
+
+    /// Recomputes from the newest samples of `h` (no allocation once sizes are stable);
+    /// `spectrum_shown` says whether the spectrum tab is on screen.
+    pub fn update(&mut self, s: &SpectrumSettings, h: &History, spectrum_shown: bool) {
+        let transform =
+            spectrum_shown || self.last_transform.is_none_or(|t| t.elapsed() >= HIDDEN_SPECTRUM_EVERY);
         let n = h.channels.len();
         let size = s.size.clamp(256, 65_536);
         if self.spectra.len() != n
@@ -68,8 +84,10 @@ impl Analysis {
             pyr.copy_range(t.saturating_sub(size), t, &mut self.scratch);
             // A partial block would be zero-padded: the step leaks everywhere and would stick
             // in the peak hold. Wait for a whole one.
-            if self.scratch.len() == size {
+            if transform && self.scratch.len() == size {
                 self.spectra[c].process(&self.scratch);
+                self.transforms += 1;
+                self.last_transform = Some(Instant::now());
             }
             if !s.peak_hold {
                 self.spectra[c].reset_peak();
@@ -92,7 +110,14 @@ pub struct SpectrumPanel {
 }
 
 impl SpectrumPanel {
-    pub fn ui(&mut self, ui: &mut egui::Ui, s: &mut SpectrumSettings, a: &mut Analysis, h: &History) {
+    fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        s: &mut SpectrumSettings,
+        a: &Analysis,
+        h: &History,
+        cmds: &mut Vec<Command>,
+    ) {
         ui.horizontal_wrapped(|ui| {
             egui::ComboBox::from_id_salt("window").selected_text(s.window.name()).show_ui(ui, |ui| {
                 for w in Window::ALL {
@@ -110,7 +135,7 @@ impl SpectrumPanel {
             ui.checkbox(&mut s.log_freq, "log frequency");
             ui.checkbox(&mut s.peak_hold, "peak hold");
             if ui.button("reset peaks").clicked() {
-                a.spectra.iter_mut().for_each(Spectrum::reset_peak);
+                cmds.push(Command::ResetPeaks);
             }
             ui.label("floor");
             ui.add(egui::DragValue::new(&mut s.floor_db).range(-200.0..=-20.0).suffix(" dB"));
@@ -169,6 +194,12 @@ impl SpectrumPanel {
                 }
             }
         });
+    }
+}
+
+impl Panel for SpectrumPanel {
+    fn ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings, cx: &mut PanelCx<'_>) {
+        self.show(ui, &mut settings.spectrum, cx.analysis, cx.history, cx.commands);
     }
 }
 

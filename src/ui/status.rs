@@ -5,8 +5,10 @@ use crate::capture::{CaptureInfo, StatsSnapshot};
 use crate::dma::human_bytes;
 use eframe::egui;
 
+use super::{Panel, PanelCx, Settings};
+
 /// What the status bar shows.
-pub struct Status<'a> {
+struct Status<'a> {
     pub info: Option<&'a CaptureInfo>,
     pub stats: Option<&'a StatsSnapshot>,
     pub bytes_per_s: f64,
@@ -16,7 +18,29 @@ pub struct Status<'a> {
     pub history: (f64, f64, usize),
 }
 
-pub fn ui(ui: &mut egui::Ui, s: Status<'_>) {
+/// The status bar along the bottom.
+#[derive(Default)]
+pub struct StatusBar;
+
+impl Panel for StatusBar {
+    fn ui(&mut self, ui: &mut egui::Ui, _settings: &mut Settings, cx: &mut PanelCx<'_>) {
+        let v = cx.session;
+        let h = cx.history;
+        show(
+            ui,
+            Status {
+                info: v.live.as_ref().map(|l| &l.info),
+                stats: v.stats.as_ref(),
+                bytes_per_s: v.bytes_per_s(),
+                running: v.running(),
+                note: v.simulated().then_some("built-in simulated device"),
+                history: (h.held_seconds(), h.seconds(), h.heap_bytes()),
+            },
+        );
+    }
+}
+
+fn show(ui: &mut egui::Ui, s: Status<'_>) {
     ui.horizontal_wrapped(|ui| {
         let (dot, text) = if s.running {
             (egui::Color32::from_rgb(60, 180, 90), "running")

@@ -7,6 +7,7 @@ pub mod bus;
 pub mod controller;
 pub mod descriptors;
 pub mod discovery;
+pub mod hotplug;
 pub mod open;
 pub mod uac;
 pub mod urb;
