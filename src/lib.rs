@@ -19,6 +19,7 @@ pub mod audio;
 pub mod capture;
 pub mod dma;
 pub mod dsp;
+pub mod fix;
 pub mod record;
 pub mod session;
 pub mod sim;

@@ -13,6 +13,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("isoscope: error: {}", report(&err));
+            // The remedy, where the library knows one, in the command line's words.
+            let fix = err.chain().find_map(|c| c.downcast_ref::<isoscope::source::SourceError>()?.fix());
+            if let Some(fix) = fix {
+                eprintln!("isoscope: fix: {}", fix.for_cli());
+            }
             ExitCode::FAILURE
         }
     }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::capture::{Capture, CaptureConfig, CaptureError, Sink, StreamConfig};
+use crate::fix::Fix;
 use crate::sim::signal::SignalError;
 use crate::sim::{Signal, SimConfig, SimDevice, SimError};
 use crate::usb::discovery::{self, DeviceSelector, SelectorError, UsbDeviceInfo};
@@ -22,7 +23,7 @@ pub enum SourceError {
     Sim(#[from] SimError),
     #[error(transparent)]
     Open(#[from] OpenError),
-    #[error("no USB device matches '{0}': `isoscope list` (or the device menu) shows what is connected")]
+    #[error("no USB device matches '{0}'")]
     NotFound(String),
     #[error("cannot list USB devices: {0}")]
     Discovery(String),
@@ -32,22 +33,13 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// What the user can do about it, if there is a standard fix.
-    pub fn fix(&self) -> Option<&'static str> {
-        let text = self.to_string();
-        if text.contains("EACCES") || text.contains("ermission") || text.contains("EPERM") {
-            Some(
-                "Install the udev rule: sudo cp assets/60-isoscope.rules /etc/udev/rules.d/ && \
-                 sudo udevadm control --reload && sudo udevadm trigger, then replug the device.",
-            )
-        } else if text.contains("EBUSY") {
-            Some("Another program holds the device: close it (e.g. a sound server using it) and start again.")
-        } else if matches!(self, SourceError::Discovery(_)) {
-            Some("USB devices are found through sysfs (/sys/bus/usb/devices); without it, pick a simulated device.")
-        } else if matches!(self, SourceError::NotFound(_)) {
-            Some("Pick a device from the list, or plug it in.")
-        } else {
-            None
+    /// The standard remedy, if there is one (each front end says it in its own words).
+    pub fn fix(&self) -> Option<Fix> {
+        match self {
+            SourceError::Open(OpenError::Usbfs(e)) => e.fix(),
+            SourceError::Discovery(_) => Some(Fix::NoSysfs),
+            SourceError::NotFound(_) => Some(Fix::PickDevice),
+            _ => None,
         }
     }
 }

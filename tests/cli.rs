@@ -309,10 +309,10 @@ fn a_usb_selector_that_matches_nothing_says_where_to_look() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     // Without sysfs (a container) the listing itself fails; with it, nothing matches.
-    assert!(
-        err.contains("Is sysfs mounted") || err.contains("`isoscope list` shows what is connected"),
-        "{err}"
-    );
+    assert!(err.contains("Is sysfs mounted") || err.contains("no USB device matches '200:200'"), "{err}");
+    // The fix is said once, on its own line.
+    assert!(err.matches("isoscope list").count() <= 1, "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("isoscope: fix: ")).count(), 1, "{err}");
 }
 
 #[test]

@@ -435,7 +435,7 @@ impl Worker {
                     return Err(Problem { message: "stopped while opening".into(), fix: None });
                 }
                 Err(e) => {
-                    let p = Problem { fix: e.fix().map(str::to_string), message: e.to_string() };
+                    let p = Problem { fix: e.fix().map(crate::fix::Fix::for_gui), message: e.to_string() };
                     self.emit(SessionEvent::OpenFailed(p.clone()));
                     return Err(p);
                 }

@@ -23,9 +23,6 @@ use super::{ControlTransfer, Speed};
 use crate::capture::{Backend, BackendError, BackendInfo};
 use crate::dma::{MemoryLimit, Region};
 
-/// The udev rule isoscope ships, for permission errors.
-pub const UDEV_RULE: &str = "assets/60-isoscope.rules";
-
 /// `USBDEVFS_CAP_*` bits from GET_CAPABILITIES.
 pub mod caps {
     pub const ZERO_PACKET: u32 = 0x01;
@@ -135,21 +132,27 @@ const USBDEVFS_GET_SPEED: libc::c_ulong = nix::request_code_none!(b'U', 31) as _
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum UsbfsError {
-    #[error(
-        "permission denied opening {path} ({errno}): install the udev rule and replug the device: \
-         `sudo cp {UDEV_RULE} /etc/udev/rules.d/ && sudo udevadm control --reload && sudo udevadm trigger` \
-         (or run isoscope as root)"
-    )]
+    #[error("permission denied opening {path} ({errno}): this user may not open the device node read-write")]
     Permission { path: PathBuf, errno: Errno },
     #[error("{path}: device disconnected during {op}")]
     Disconnected { path: PathBuf, op: &'static str },
-    #[error(
-        "{path}: interface {interface} is claimed by another program or driver ({op}: EBUSY): \
-         close the other program (e.g. one with the device open through libusb)"
-    )]
+    #[error("{path}: interface {interface} is claimed by another program or driver ({op}: EBUSY)")]
     Busy { path: PathBuf, op: &'static str, interface: u8 },
     #[error("{path}: {op} failed: {errno}{hint}")]
     Os { path: PathBuf, op: &'static str, errno: Errno, hint: &'static str },
+}
+
+impl UsbfsError {
+    /// The standard remedy, if there is one.
+    pub fn fix(&self) -> Option<crate::fix::Fix> {
+        match self {
+            UsbfsError::Permission { .. } => Some(crate::fix::Fix::UdevRule),
+            UsbfsError::Busy { .. } | UsbfsError::Os { errno: Errno::EBUSY, .. } => {
+                Some(crate::fix::Fix::CloseOtherProgram)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// An open usbfs device node, read-write (zero-copy mmap needs write access).
@@ -611,9 +614,15 @@ mod tests {
         let dev = UsbfsDevice::open(&f).unwrap();
         let err = dev.capabilities().unwrap_err().to_string();
         assert!(err.contains("GET_CAPABILITIES") && err.contains("ENOTTY"), "{err}");
-        let msg =
-            UsbfsError::Permission { path: "/dev/bus/usb/001/004".into(), errno: Errno::EACCES }.to_string();
-        assert!(msg.contains(UDEV_RULE) && msg.contains("udevadm"), "{msg}");
+        // The message says what happened; the fix is a kind, said once by each front end.
+        let e = UsbfsError::Permission { path: "/dev/bus/usb/001/004".into(), errno: Errno::EACCES };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/dev/bus/usb/001/004") && msg.contains("EACCES") && !msg.contains("udev"),
+            "{msg}"
+        );
+        assert_eq!(e.fix(), Some(crate::fix::Fix::UdevRule));
+        assert!(crate::fix::Fix::UdevRule.for_cli().contains("udevadm"));
     }
 
     #[test]
