@@ -14,15 +14,19 @@
 #[global_allocator]
 static ALLOCATOR: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
 
+#[cfg(feature = "gui")]
 pub mod app;
+#[cfg(feature = "audio")]
 pub mod audio;
 pub mod capture;
 pub mod dma;
 pub mod dsp;
 pub mod fix;
 pub mod record;
+#[cfg(feature = "audio")]
 pub mod session;
 pub mod sim;
 pub mod source;
+#[cfg(feature = "gui")]
 pub mod ui;
 pub mod usb;

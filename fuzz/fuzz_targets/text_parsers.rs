@@ -4,7 +4,7 @@
 //! fail with an error, never panic.
 #![no_main]
 
-use isoscope::audio::ChannelMap;
+use isoscope::dsp::ChannelMap;
 use isoscope::dsp::{PcmFormat, SampleFormat};
 use isoscope::sim::{PcmTable, Signal};
 use isoscope::usb::discovery::DeviceSelector;

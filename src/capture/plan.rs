@@ -26,16 +26,14 @@ impl StreamConfig {
 }
 
 /// Which buffer memory to capture with.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeRequest {
     /// Zero-copy if the kernel allows it, else copy mode, said out loud.
     #[default]
     Auto,
     /// Zero-copy or an error.
-    #[value(name = "zerocopy")]
+    #[serde(rename = "zerocopy")]
     ZeroCopy,
     /// Copy mode (heap buffers; the kernel bounces and copies).
     Copy,

@@ -77,7 +77,7 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
     }
     let cfg = CaptureConfig {
-        mode: args.mode,
+        mode: args.mode.into(),
         urb_ms: args.urb_ms,
         queue_ms: args.queue_ms,
         packets_per_urb: args.packets,

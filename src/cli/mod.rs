@@ -142,7 +142,7 @@ pub struct VirtualDeviceArgs {
     pub listen: std::net::SocketAddr,
     /// USB Audio Class version: 2 (high speed) or 1 (full speed).
     #[arg(long, value_enum, default_value = "2")]
-    pub uac: isoscope::sim::UacVersion,
+    pub uac: UacArg,
     /// Channels (1..8).
     #[arg(long, default_value_t = 2)]
     pub channels: u16,
@@ -171,6 +171,42 @@ pub struct VirtualDeviceArgs {
 }
 
 /// The wire a virtual device is served over.
+/// `--mode`: the library's [`ModeRequest`], as the command line spells it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    Auto,
+    Zerocopy,
+    Copy,
+}
+
+impl From<ModeArg> for ModeRequest {
+    fn from(m: ModeArg) -> ModeRequest {
+        match m {
+            ModeArg::Auto => ModeRequest::Auto,
+            ModeArg::Zerocopy => ModeRequest::ZeroCopy,
+            ModeArg::Copy => ModeRequest::Copy,
+        }
+    }
+}
+
+/// `--uac`: the USB Audio Class version of the virtual device.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UacArg {
+    #[value(name = "1")]
+    V1,
+    #[value(name = "2")]
+    V2,
+}
+
+impl From<UacArg> for isoscope::sim::UacVersion {
+    fn from(u: UacArg) -> isoscope::sim::UacVersion {
+        match u {
+            UacArg::V1 => isoscope::sim::UacVersion::V1,
+            UacArg::V2 => isoscope::sim::UacVersion::V2,
+        }
+    }
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Usbip,
@@ -297,8 +333,8 @@ pub struct MonitorArgs {
     #[arg(long)]
     pub wav: Option<PathBuf>,
     /// auto: zero-copy if possible, else copy mode; zerocopy: or fail; copy.
-    #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
-    pub mode: ModeRequest,
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
     /// Print no live status line.
     #[arg(long, short)]
     pub quiet: bool,
@@ -309,8 +345,8 @@ pub struct CaptureArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
     /// auto: zero-copy if possible, else copy mode (said on stderr); zerocopy: or fail; copy.
-    #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
-    pub mode: ModeRequest,
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub seconds: Option<f64>,

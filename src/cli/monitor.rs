@@ -67,7 +67,7 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
     }
     let cfg = CaptureConfig {
-        mode: args.mode,
+        mode: args.mode.into(),
         no_data_timeout: args.device.no_data_timeout()?,
         ..CaptureConfig::default()
     };

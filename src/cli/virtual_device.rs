@@ -17,7 +17,7 @@ use super::{AttachArgs, DetachArgs, Transport, VirtualDeviceArgs};
 
 pub fn serve(args: &VirtualDeviceArgs) -> anyhow::Result<ExitCode> {
     let cfg = VirtualDeviceConfig {
-        uac: args.uac,
+        uac: args.uac.into(),
         channels: args.channels,
         signal: args.signal.parse::<Signal>()?,
         faults: Faults {

@@ -549,7 +549,7 @@ impl Worker {
             Some(t) => ChannelMap::parse(t, channels),
             None => Ok(ChannelMap::default_for(channels, m.info().output_channels)),
         };
-        if let Err(e) = map.and_then(|map| m.set_channel_map(map)) {
+        if let Err(e) = map.map_err(crate::audio::MonitorError::from).and_then(|map| m.set_channel_map(map)) {
             self.emit(SessionEvent::MonitorFailed(e.to_string()));
         }
     }

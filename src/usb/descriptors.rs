@@ -10,13 +10,11 @@ use crate::dsp::SampleFormat;
 use super::Speed;
 
 /// The USB Audio Class version an interface speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum UacVersion {
     /// UAC 1.0 (bcdADC 0x0100; interface protocol 0).
-    #[value(name = "1")]
     V1,
     /// UAC 2.0 (bcdADC 0x0200; interface protocol 0x20).
-    #[value(name = "2")]
     V2,
 }
 
