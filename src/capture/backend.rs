@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::wake::Wake;
 use crate::dma::{MemoryLimit, Region};
 use crate::usb::urb::IsoUrb;
 use crate::usb::Speed;
@@ -92,8 +93,10 @@ pub trait Backend: Send + 'static {
     fn submit(&mut self, urb: IsoUrb) -> Result<(), (IsoUrb, BackendError)>;
 
     /// Returns the next completed URB, waiting at most `timeout` (zero: don't wait).
-    /// `Ok(None)` means nothing completed in time.
-    fn reap(&mut self, timeout: Duration) -> Result<Option<IsoUrb>, BackendError>;
+    /// `Ok(None)` means nothing completed in time, or `wake` was signalled: the wait polls
+    /// `wake` with the device and returns as soon as it is readable (leaving it readable;
+    /// the caller clears it).
+    fn reap(&mut self, timeout: Duration, wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError>;
 
     /// Asks the device to cancel every URB in flight; they still come back through `reap`.
     fn discard_all(&mut self);
