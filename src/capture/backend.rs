@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::wake::Wake;
 use crate::dma::{MemoryLimit, Region};
-use crate::usb::urb::IsoUrb;
+use crate::usb::urb::{IsoUrb, UrbStatusKind};
 use crate::usb::Speed;
 
 /// What a backend says about itself once opened.
@@ -68,7 +68,7 @@ impl BackendError {
     pub fn from_errno(op: &'static str, errno: nix::errno::Errno) -> BackendError {
         use nix::errno::Errno;
         match errno {
-            Errno::ENODEV | Errno::ESHUTDOWN => BackendError::Disconnected,
+            e if UrbStatusKind::from_errno(e as i32).is_disconnect() => BackendError::Disconnected,
             Errno::ENOMEM => BackendError::NoMemory { op },
             errno => BackendError::Os { op, errno },
         }

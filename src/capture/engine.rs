@@ -17,14 +17,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use nix::errno::Errno;
-use nix::libc;
 use ringbuf::traits::{Observer, Producer};
 use ringbuf::HeapProd;
 
 use super::backend::{Backend, BackendError, BackendInfo};
 use super::monitor::{raw_tap, RawSource, RawTap, SlotState, SlotStates};
 use super::plan::{ModeRequest, StreamConfig, UrbPlan};
-use super::stats::{thread_cpu_ns, CaptureCounters, StatsSnapshot};
+use super::stats::{thread_cpu_ns, CaptureCounters, StatsSnapshot, PACKET_ERROR_COUNTERS};
 use super::wake::{Wake, WakeError};
 use crate::dma::probe::{self, ReadSpeed};
 use crate::dma::{
@@ -32,7 +31,7 @@ use crate::dma::{
     USBFS_MEMORY_MB_PATH,
 };
 use crate::dsp::{decode_into, PcmFormat};
-use crate::usb::urb::{IsoUrb, PacketStatus, UrbError};
+use crate::usb::urb::{IsoUrb, PacketStatus, UrbError, UrbStatusKind};
 
 /// How long one wait for a completion lasts at most (a stop or an attach cuts it short
 /// through the wake-up fd; the engine also looks at its publishing and no-data clocks
@@ -149,11 +148,10 @@ fn no_data_detail(packets: &u64, failed: &u64, errno: &Option<i32>) -> String {
             "all {n} packets were empty (0 bytes, status 0): the device streams but sends no samples \
              (its clock may not be locked, or the input is not active). Try another rate or alt setting"
         ),
-        (n, f, Some(e)) => format!(
-            "{f} of {n} packets failed, most with -{} ({e}): {}",
-            super::stats::packet_errno_name(e),
-            super::stats::packet_errno_meaning(e)
-        ),
+        (n, f, Some(e)) => {
+            let kind = UrbStatusKind::from_errno(e);
+            format!("{f} of {n} packets failed, most with -{} ({e}): {}", kind.name(), kind.meaning())
+        }
         (n, f, None) => format!("{f} of {n} packets failed and the rest were empty"),
     }
 }
@@ -632,40 +630,38 @@ struct Worker<B: Backend> {
 }
 
 /// The packets completed since the last valid byte: how many, and how many failed with
-/// each errno (in the order of [`super::stats::COUNTED_ERRNOS`], then "other"). Fixed size:
+/// each errno (in the order of [`UrbStatusKind::PACKET_ERRORS`], then "other"). Fixed size:
 /// updated per packet without allocating.
 struct QuietWindow {
     since: Instant,
     packets: u64,
-    errors: [u64; super::stats::COUNTED_ERRNOS.len() + 1],
-    /// The last errno not in COUNTED_ERRNOS.
+    errors: [u64; PACKET_ERROR_COUNTERS],
+    /// The last errno not in [`UrbStatusKind::PACKET_ERRORS`].
     other: i32,
 }
 
 impl QuietWindow {
     fn new(since: Instant) -> QuietWindow {
-        QuietWindow { since, packets: 0, errors: [0; super::stats::COUNTED_ERRNOS.len() + 1], other: 0 }
+        QuietWindow { since, packets: 0, errors: [0; PACKET_ERROR_COUNTERS], other: 0 }
     }
 
-    fn count_error(&mut self, errno: i32) {
-        let counted = &super::stats::COUNTED_ERRNOS;
-        match counted.iter().position(|&(e, _)| e == errno) {
+    fn count_error(&mut self, kind: UrbStatusKind) {
+        match kind.packet_error_index() {
             Some(i) => self.errors[i] += 1,
             None => {
-                self.errors[counted.len()] += 1;
-                self.other = errno;
+                self.errors[UrbStatusKind::PACKET_ERRORS.len()] += 1;
+                self.other = kind.errno();
             }
         }
     }
 
     /// The error for a window that has lasted `window` without valid data.
     fn error(&self, device: &str, window: Duration) -> CaptureError {
-        let counted = &super::stats::COUNTED_ERRNOS;
         let failed = self.errors.iter().sum();
         let errno = (failed > 0)
             .then(|| self.errors.iter().enumerate().max_by_key(|&(i, n)| (*n, std::cmp::Reverse(i))))
             .flatten()
-            .map(|(i, _)| counted.get(i).map_or(self.other, |&(e, _)| e));
+            .map(|(i, _)| UrbStatusKind::PACKET_ERRORS.get(i).map_or(self.other, |k| k.errno()));
         CaptureError::NoData { device: device.to_string(), window, packets: self.packets, failed, errno }
     }
 }
@@ -778,16 +774,14 @@ impl<B: Backend> Worker<B> {
     fn on_reaped(&mut self, urb: IsoUrb, resubmit: bool) -> Result<(), BackendError> {
         let id = urb.id();
         self.slots.set(id, SlotState::Completed);
-        match urb.status() {
-            s if s == -libc::ENOENT || s == -libc::ECONNRESET => {
-                self.free(urb); // cancelled by discard: no data
-                return Ok(());
-            }
-            s if s == -libc::ESHUTDOWN || s == -libc::ENODEV => {
-                self.free(urb);
-                return Err(BackendError::Disconnected);
-            }
-            _ => {}
+        let kind = UrbStatusKind::from_errno(urb.status());
+        if kind.is_cancelled() {
+            self.free(urb); // cancelled by discard: no data
+            return Ok(());
+        }
+        if kind.is_disconnect() {
+            self.free(urb);
+            return Err(BackendError::Disconnected);
         }
         self.urbs_due += 1;
         let due = self.stream_t0 + Duration::from_nanos(self.urbs_due * self.urb_period_ns);
@@ -836,8 +830,9 @@ impl<B: Backend> Worker<B> {
                     self.staging.extend_from_slice(&p.data[..whole]);
                 }
                 PacketStatus::Error(errno) => {
-                    c.count_error(errno);
-                    self.quiet.count_error(errno);
+                    let kind = UrbStatusKind::from_errno(errno);
+                    c.count_error(kind);
+                    self.quiet.count_error(kind);
                 }
             }
         }
@@ -908,9 +903,11 @@ mod tests {
     use super::*;
     use crate::dsp::SampleFormat;
     use crate::usb::Speed;
+    use nix::libc;
     use ringbuf::traits::Split;
     use ringbuf::HeapRb;
     use std::collections::VecDeque;
+    use std::sync::atomic::AtomicU64;
 
     /// S16_LE stereo at 48 kHz on high speed, one 8-byte packet per microframe.
     fn test_stream() -> StreamConfig {
@@ -1006,6 +1003,54 @@ mod tests {
         fn explain(&self, e: &BackendError) -> Option<String> {
             matches!(e, BackendError::Os { errno: Errno::ENOSPC, .. })
                 .then(|| " Other devices on bus 1 reserve up to 24578 bytes/ms: 1-2 (webcam).".to_string())
+        }
+    }
+
+    /// A device whose second URB completes with status `-errno` (full packets all the same);
+    /// `reaped` counts the URBs it handed back.
+    struct SecondFails {
+        queue: VecDeque<IsoUrb>,
+        errno: i32,
+        reaped: Arc<AtomicU64>,
+    }
+
+    impl Backend for SecondFails {
+        queued_test_device!("second fails");
+        fn reap(&mut self, _timeout: Duration, _wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError> {
+            let Some(mut urb) = self.queue.pop_front() else { return Ok(None) };
+            let n = self.reaped.fetch_add(1, Relaxed);
+            for d in urb.device_view().0.iter_mut() {
+                d.actual_length = 8;
+                d.status = 0;
+            }
+            urb.complete(if n == 1 { -self.errno } else { 0 }, 0);
+            Ok(Some(urb))
+        }
+        fn discard_all(&mut self) {}
+    }
+
+    #[test]
+    fn cancelled_and_disconnected_urbs_are_told_apart_by_their_status_kind() {
+        let cfg = CaptureConfig { mode: ModeRequest::Copy, urbs: Some(4), ..CaptureConfig::default() };
+        for kind in UrbStatusKind::ALL.into_iter().filter(|&k| k != UrbStatusKind::Completed) {
+            let reaped = Arc::new(AtomicU64::new(0));
+            let backend =
+                SecondFails { queue: VecDeque::new(), errno: kind.errno(), reaped: Arc::clone(&reaped) };
+            let result = Capture::run_blocking(backend, test_stream(), &cfg, Vec::new(), 10);
+            if kind.is_disconnect() {
+                assert!(matches!(result, Err(CaptureError::Disconnected { .. })), "{kind:?}: {result:?}");
+                continue;
+            }
+            let (_, stats) = result.unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            let reaped = reaped.load(Relaxed);
+            if kind.is_cancelled() {
+                // Skipped: no data, no latency.
+                assert_eq!(reaped, stats.urbs + 1, "{kind:?}: {stats:?}");
+                assert_eq!(stats.reap_latency_count, stats.urbs, "{kind:?}");
+            } else {
+                // A URB-level status the engine does not act on: its packets still count.
+                assert_eq!(reaped, stats.urbs, "{kind:?}: {stats:?}");
+            }
         }
     }
 
