@@ -224,7 +224,10 @@ struct Report {
     resyncs: u64,
     output_fault: Option<serde_json::Value>,
     correction_ppm: f64,
-    monitor: serde_json::Value,
+    device_delay_ms: f64,
+    burst_ms: f64,
+    output_clock_ppm: f64,
+    ratio_mean: f64,
 }
 
 /// What the sink heard.
@@ -348,10 +351,10 @@ fn play_and_check(server: &Server, host: &str, ppm: f64, seconds: f64) {
         report.overruns,
         report.resyncs,
         report.correction_ppm,
-        report.monitor["device_delay_ms"],
-        report.monitor["burst_ms"],
-        report.monitor["output_clock_ppm"],
-        report.monitor["ratio_mean"],
+        report.device_delay_ms,
+        report.burst_ms,
+        report.output_clock_ppm,
+        report.ratio_mean,
     );
     eprintln!("{summary}");
     assert!(

@@ -272,6 +272,7 @@ impl isoscope::capture::Backend for RacyTeardown {
     fn reap(
         &mut self,
         _timeout: Duration,
+        _wake: Option<&isoscope::capture::Wake>,
     ) -> Result<Option<isoscope::usb::urb::IsoUrb>, isoscope::capture::BackendError> {
         let Some(mut urb) = self.queue.pop_front() else { return Ok(None) };
         let empty = self.discarded && self.returned_after_discard == 0;
@@ -415,4 +416,25 @@ fn a_device_whose_every_packet_fails_ends_the_capture_with_no_data() {
     let dev = sim(Faults { short_ratio: 0.0, error_ratio: 0.9, disconnect_after_s: None });
     let run = capture(&dev, &cfg, 200_000, 1 << 20).unwrap();
     assert!(run.failure.is_none(), "{:?}", run.failure);
+}
+
+#[test]
+fn a_stop_on_the_simulator_ends_its_wait_for_the_next_urb_at_once() {
+    // Full speed, a packet every 16 ms, 8 packets per URB: each URB is due 128 ms after the
+    // last, so the capture thread is nearly always waiting when the stop comes.
+    let dev =
+        SimDevice::new(SimConfig { speed: isoscope::usb::Speed::Full, interval: 16, ..SimConfig::default() })
+            .unwrap();
+    let cfg = CaptureConfig { packets_per_urb: Some(8), urbs: Some(2), ..CaptureConfig::default() };
+    let mut took = Vec::new();
+    for wait_ms in [30, 75, 110] {
+        let cap = Capture::start(dev.backend(), dev.stream(), &cfg, Vec::new()).unwrap();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let t = Instant::now();
+        let (_, failure) = cap.stop();
+        took.push(t.elapsed());
+        assert!(failure.is_none(), "{failure:?}");
+    }
+    eprintln!("stop latencies on the simulator: {took:?}");
+    assert!(took.iter().all(|t| *t < Duration::from_millis(50)), "{took:?}");
 }

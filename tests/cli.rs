@@ -447,7 +447,7 @@ fn failed_packets_are_counted_by_errno_with_what_each_means() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let by = &stats(&json)["stats"]["packet_errors_by_errno"];
+    let by = &stats(&json)["packet_errors_by_errno"];
     for (name, meaning) in
         [("EXDEV", "did not transfer the packet"), ("EOVERFLOW", "babble"), ("EPROTO", "protocol error")]
     {
@@ -458,4 +458,44 @@ fn failed_packets_are_counted_by_errno_with_what_each_means() {
             "{err}"
         );
     }
+}
+
+/// Every key anywhere in `v`.
+fn keys(v: &serde_json::Value, into: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| {
+            into.insert(k.clone());
+            keys(v, into)
+        }),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, into)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_capture_stats_json_carries_every_counter_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("s.json");
+    let out = run(&[
+        "capture",
+        "--device",
+        "sim",
+        "--seconds",
+        "0.3",
+        "--quiet",
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Counted in the text: a parser keeps one of two equal keys in an object.
+    let text = std::fs::read_to_string(&json).unwrap();
+    let mut all = Default::default();
+    keys(&stats(&json), &mut all);
+    let twice: Vec<_> = all.iter().filter(|k| text.matches(&format!("\"{k}\":")).count() != 1).collect();
+    assert!(twice.is_empty(), "keys written more than once: {twice:?} in {text}");
+    let s = stats(&json);
+    for key in ["urbs", "packets", "bytes", "frames", "cpu_ns", "syscalls", "pool_bytes"] {
+        assert!(s[key].as_u64().is_some_and(|n| n > 0), "{key} at the top level: {s}");
+    }
+    assert!(s["packet_errors"].is_u64() && s["ring_drops"].is_u64(), "{s}");
 }

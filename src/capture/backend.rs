@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use super::wake::Wake;
 use crate::dma::{MemoryLimit, Region};
-use crate::usb::urb::IsoUrb;
+use crate::usb::urb::{IsoUrb, UrbStatusKind};
 use crate::usb::Speed;
 
 /// What a backend says about itself once opened.
@@ -67,7 +68,7 @@ impl BackendError {
     pub fn from_errno(op: &'static str, errno: nix::errno::Errno) -> BackendError {
         use nix::errno::Errno;
         match errno {
-            Errno::ENODEV | Errno::ESHUTDOWN => BackendError::Disconnected,
+            e if UrbStatusKind::from_errno(e as i32).is_disconnect() => BackendError::Disconnected,
             Errno::ENOMEM => BackendError::NoMemory { op },
             errno => BackendError::Os { op, errno },
         }
@@ -92,8 +93,10 @@ pub trait Backend: Send + 'static {
     fn submit(&mut self, urb: IsoUrb) -> Result<(), (IsoUrb, BackendError)>;
 
     /// Returns the next completed URB, waiting at most `timeout` (zero: don't wait).
-    /// `Ok(None)` means nothing completed in time.
-    fn reap(&mut self, timeout: Duration) -> Result<Option<IsoUrb>, BackendError>;
+    /// `Ok(None)` means nothing completed in time, or `wake` was signalled: the wait polls
+    /// `wake` with the device and returns as soon as it is readable (leaving it readable;
+    /// the caller clears it).
+    fn reap(&mut self, timeout: Duration, wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError>;
 
     /// Asks the device to cancel every URB in flight; they still come back through `reap`.
     fn discard_all(&mut self);

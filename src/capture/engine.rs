@@ -9,30 +9,33 @@
 //! to the reap; it includes the engine's own wake-up delay and any drift between the bus
 //! clock and the host's.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use nix::errno::Errno;
-use nix::libc;
 use ringbuf::traits::{Observer, Producer};
 use ringbuf::HeapProd;
 
 use super::backend::{Backend, BackendError, BackendInfo};
 use super::monitor::{raw_tap, RawSource, RawTap, SlotState, SlotStates};
 use super::plan::{ModeRequest, StreamConfig, UrbPlan};
-use super::stats::{thread_cpu_ns, CaptureCounters, StatsSnapshot};
+use super::stats::{thread_cpu_ns, CaptureCounters, StatsSnapshot, PACKET_ERROR_COUNTERS};
+use super::wake::{Wake, WakeError};
 use crate::dma::probe::{self, ReadSpeed};
 use crate::dma::{
     human_bytes, BudgetError, BufferPool, MemoryLimit, MemoryPlan, PoolLayout, TransferPath,
     USBFS_MEMORY_MB_PATH,
 };
 use crate::dsp::{decode_into, PcmFormat};
-use crate::usb::urb::{IsoUrb, PacketStatus, UrbError};
+use crate::usb::urb::{IsoUrb, PacketStatus, UrbError, UrbStatusKind};
 
-/// How long one wait for a completion lasts before the engine checks its commands.
+/// How long one wait for a completion lasts at most (a stop or an attach cuts it short
+/// through the wake-up fd; the engine also looks at its publishing and no-data clocks
+/// after each wait).
 const REAP_WAIT: Duration = Duration::from_millis(20);
 /// How long teardown waits for discarded URBs to come back.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
@@ -129,6 +132,8 @@ pub enum CaptureError {
     },
     #[error("cannot start the capture thread: {0}")]
     Thread(String),
+    #[error(transparent)]
+    Wake(#[from] WakeError),
     #[error("cannot add a consumer to the capture: {0}")]
     Sinks(String),
 }
@@ -143,11 +148,10 @@ fn no_data_detail(packets: &u64, failed: &u64, errno: &Option<i32>) -> String {
             "all {n} packets were empty (0 bytes, status 0): the device streams but sends no samples \
              (its clock may not be locked, or the input is not active). Try another rate or alt setting"
         ),
-        (n, f, Some(e)) => format!(
-            "{f} of {n} packets failed, most with -{} ({e}): {}",
-            super::stats::packet_errno_name(e),
-            super::stats::packet_errno_meaning(e)
-        ),
+        (n, f, Some(e)) => {
+            let kind = UrbStatusKind::from_errno(e);
+            format!("{f} of {n} packets failed, most with -{} ({e}): {}", kind.name(), kind.meaning())
+        }
         (n, f, None) => format!("{f} of {n} packets failed and the rest were empty"),
     }
 }
@@ -228,12 +232,22 @@ fn all_zero(b: &[u8]) -> bool {
     }) && rest.iter().all(|&x| x == 0)
 }
 
-/// Commands to the capture thread.
+/// Commands to the capture thread (a stop is not one: see [`Control`]).
 #[derive(Debug)]
 pub enum Command {
-    Stop,
     /// Start pushing into one more sink (see [`Capture::attach`]).
     Attach(Sink),
+}
+
+/// What the controlling thread and the capture thread share to stop and wake it.
+#[derive(Debug)]
+struct Control {
+    /// Set once by [`Capture::request_stop`]; the capture thread reads it on every turn, so a
+    /// stop cannot be lost or refused the way a message into a full queue can.
+    stop: AtomicBool,
+    /// Polled with the device's fd: written after a stop or a command, so the capture thread
+    /// acts at once instead of when its wait for a completion ends.
+    wake: Wake,
 }
 
 /// The most sinks a capture pushes into at once (their list is allocated before streaming).
@@ -275,6 +289,7 @@ pub struct Capture {
     counters: Arc<CaptureCounters>,
     slots: SlotStates,
     raw: RawTap,
+    control: Arc<Control>,
     commands: Sender<Command>,
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
@@ -348,6 +363,7 @@ fn prepare<B: Backend>(
             sinks.len()
         )));
     }
+    let control = Arc::new(Control { stop: AtomicBool::new(false), wake: Wake::new()? });
     let mut sinks = sinks;
     sinks.reserve_exact(MAX_SINKS - sinks.len());
     let device = backend.info();
@@ -406,7 +422,9 @@ fn prepare<B: Backend>(
 
     let info = CaptureInfo { device, stream, plan, memory, limit, path, fallback, mapping_read };
     let counters = Arc::new(CaptureCounters::default());
-    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(4);
+    // Room for as many attaches as the capture can take sinks: a bounded channel's slots
+    // are allocated here, so receiving on the capture thread allocates nothing.
+    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(MAX_SINKS);
     let (retired_tx, retired_rx) = crossbeam_channel::bounded(MAX_SINKS);
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let max_bytes = plan.packets_per_urb * stream.packet_len as usize;
@@ -425,6 +443,7 @@ fn prepare<B: Backend>(
         staging: Vec::with_capacity(max_bytes),
         scratch: vec![0.0; max_bytes / stream.format.sample.bytes()],
         counters,
+        control,
         commands: cmd_rx,
         events: ev_tx,
         retired: retired_tx,
@@ -451,12 +470,13 @@ impl Capture {
     ) -> Result<Capture, CaptureError> {
         let (worker, info, commands, events, raw, retired) = prepare(backend, stream, cfg, sinks, None)?;
         let counters = Arc::clone(&worker.counters);
+        let control = Arc::clone(&worker.control);
         let slots = worker.slots.clone();
         let thread = std::thread::Builder::new()
             .name("isoscope-capture".into())
             .spawn(move || worker.run())
             .map_err(|e| CaptureError::Thread(e.to_string()))?;
-        Ok(Capture { info, retired, counters, slots, raw, commands, events, thread: Some(thread) })
+        Ok(Capture { info, retired, counters, slots, raw, control, commands, events, thread: Some(thread) })
     }
 
     /// Runs a capture on the calling thread until `urbs` URBs were delivered (or it ends),
@@ -517,19 +537,36 @@ impl Capture {
     /// the UI, the audio monitor). The sink is let go of when its consumer is dropped, and
     /// the producer is dropped when the capture ends, which is how its consumer learns that
     /// nothing more will come (`write_is_held()` turns false). A capture feeds at most
-    /// [`MAX_SINKS`] sinks; one more is dropped at once. Errors when the capture has ended
-    /// or has commands queued.
+    /// [`MAX_SINKS`] sinks; one more is dropped at once. Never blocks; errors when the
+    /// capture has ended, or when [`MAX_SINKS`] attaches are still waiting for the capture
+    /// thread to take them.
     pub fn attach(&self, sink: Sink) -> Result<(), CaptureError> {
         // Sinks let go of since the last call are freed here, not on the capture thread.
         while self.retired.try_recv().is_ok() {}
-        self.commands
-            .try_send(Command::Attach(sink))
-            .map_err(|_| CaptureError::Sinks("the capture has ended or is busy; start it again".into()))
+        let sent = self.commands.try_send(Command::Attach(sink)).map_err(|e| {
+            CaptureError::Sinks(match e {
+                TrySendError::Full(_) => format!(
+                    "{MAX_SINKS} consumers are waiting to be added already; a capture feeds at most {MAX_SINKS}"
+                ),
+                TrySendError::Disconnected(_) => "the capture has ended; start it again".into(),
+            })
+        });
+        self.control.wake.signal();
+        sent
     }
 
-    /// Stops the capture: URBs in flight are discarded and reaped, data already completed
-    /// is still pushed, the device is released. Returns the final stats and, if the capture
-    /// had already failed, why.
+    /// Asks the capture thread to stop and returns at once: it discards what is in flight,
+    /// reaps it back (for at most two seconds) and releases the device on its own. For a
+    /// caller that must not wait for that (a UI's thread); [`Capture::is_finished`] says
+    /// when it is done, and [`Capture::stop`] (or dropping the capture) then joins it.
+    pub fn request_stop(&self) {
+        self.control.stop.store(true, Release);
+        self.control.wake.signal();
+    }
+
+    /// Stops the capture and waits for the capture thread to end: URBs in flight are
+    /// discarded and reaped, data already completed is still pushed, the device is
+    /// released. Returns the final stats and, if the capture had already failed, why.
     pub fn stop(mut self) -> (StatsSnapshot, Option<CaptureError>) {
         self.shutdown();
         let failure = self.events.try_iter().find_map(|e| match e {
@@ -540,7 +577,7 @@ impl Capture {
     }
 
     fn shutdown(&mut self) {
-        let _ = self.commands.try_send(Command::Stop);
+        self.request_stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -575,6 +612,7 @@ struct Worker<B: Backend> {
     /// Decoded samples of one URB.
     scratch: Vec<f32>,
     counters: Arc<CaptureCounters>,
+    control: Arc<Control>,
     commands: Receiver<Command>,
     events: Sender<Event>,
     /// Where sinks whose consumer is gone are sent to be freed off this thread.
@@ -592,40 +630,38 @@ struct Worker<B: Backend> {
 }
 
 /// The packets completed since the last valid byte: how many, and how many failed with
-/// each errno (in the order of [`super::stats::COUNTED_ERRNOS`], then "other"). Fixed size:
+/// each errno (in the order of [`UrbStatusKind::PACKET_ERRORS`], then "other"). Fixed size:
 /// updated per packet without allocating.
 struct QuietWindow {
     since: Instant,
     packets: u64,
-    errors: [u64; super::stats::COUNTED_ERRNOS.len() + 1],
-    /// The last errno not in COUNTED_ERRNOS.
+    errors: [u64; PACKET_ERROR_COUNTERS],
+    /// The last errno not in [`UrbStatusKind::PACKET_ERRORS`].
     other: i32,
 }
 
 impl QuietWindow {
     fn new(since: Instant) -> QuietWindow {
-        QuietWindow { since, packets: 0, errors: [0; super::stats::COUNTED_ERRNOS.len() + 1], other: 0 }
+        QuietWindow { since, packets: 0, errors: [0; PACKET_ERROR_COUNTERS], other: 0 }
     }
 
-    fn count_error(&mut self, errno: i32) {
-        let counted = &super::stats::COUNTED_ERRNOS;
-        match counted.iter().position(|&(e, _)| e == errno) {
+    fn count_error(&mut self, kind: UrbStatusKind) {
+        match kind.packet_error_index() {
             Some(i) => self.errors[i] += 1,
             None => {
-                self.errors[counted.len()] += 1;
-                self.other = errno;
+                self.errors[UrbStatusKind::PACKET_ERRORS.len()] += 1;
+                self.other = kind.errno();
             }
         }
     }
 
     /// The error for a window that has lasted `window` without valid data.
     fn error(&self, device: &str, window: Duration) -> CaptureError {
-        let counted = &super::stats::COUNTED_ERRNOS;
         let failed = self.errors.iter().sum();
         let errno = (failed > 0)
             .then(|| self.errors.iter().enumerate().max_by_key(|&(i, n)| (*n, std::cmp::Reverse(i))))
             .flatten()
-            .map(|(i, _)| counted.get(i).map_or(self.other, |&(e, _)| e));
+            .map(|(i, _)| UrbStatusKind::PACKET_ERRORS.get(i).map_or(self.other, |k| k.errno()));
         CaptureError::NoData { device: device.to_string(), window, packets: self.packets, failed, errno }
     }
 }
@@ -646,20 +682,25 @@ impl<B: Backend> Worker<B> {
         let cpu0 = thread_cpu_ns();
         let t0 = Instant::now();
         let mut urbs_seen = 0u64;
-        let outcome = loop {
-            match self.commands.try_recv() {
-                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break Outcome::Stopped,
-                Ok(Command::Attach(sink)) => {
-                    // Within the capacity reserved before streaming: no allocation here.
-                    if self.sinks.len() < MAX_SINKS {
-                        self.sinks.push(sink);
-                    } else {
-                        let _ = self.retired.try_send(sink);
-                    }
-                }
-                Err(TryRecvError::Empty) => {}
+        let outcome = 'streaming: loop {
+            if self.control.stop.load(Acquire) {
+                break Outcome::Stopped;
             }
-            match self.backend.reap(REAP_WAIT) {
+            loop {
+                match self.commands.try_recv() {
+                    Ok(Command::Attach(sink)) => {
+                        // Within the capacity reserved before streaming: no allocation here.
+                        if self.sinks.len() < MAX_SINKS {
+                            self.sinks.push(sink);
+                        } else {
+                            let _ = self.retired.try_send(sink);
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break 'streaming Outcome::Stopped,
+                }
+            }
+            match self.backend.reap(REAP_WAIT, Some(&self.control.wake)) {
                 Ok(Some(urb)) => {
                     if let Err(e) = self.on_reaped(urb, true) {
                         break Outcome::Failed(self.failure(e));
@@ -672,7 +713,11 @@ impl<B: Backend> Worker<B> {
                         break Outcome::Stopped;
                     }
                 }
-                Ok(None) => self.publish_times(cpu0, t0),
+                Ok(None) => {
+                    // Timed out or woken: whatever woke it is read at the top of the loop.
+                    self.control.wake.clear();
+                    self.publish_times(cpu0, t0);
+                }
                 Err(e) => break Outcome::Failed(self.failure(e)),
             }
             if let Some(limit) = self.no_data_timeout {
@@ -708,7 +753,7 @@ impl<B: Backend> Worker<B> {
         let deadline = Instant::now() + TEARDOWN_WAIT;
         let mut hole = false;
         while self.backend.in_flight() > 0 && Instant::now() < deadline {
-            match self.backend.reap(Duration::from_millis(10)) {
+            match self.backend.reap(Duration::from_millis(10), None) {
                 Ok(Some(urb)) => {
                     let empty = urb.packets().all(|p| p.data.is_empty());
                     hole |= urb.status() != 0 || empty;
@@ -729,16 +774,14 @@ impl<B: Backend> Worker<B> {
     fn on_reaped(&mut self, urb: IsoUrb, resubmit: bool) -> Result<(), BackendError> {
         let id = urb.id();
         self.slots.set(id, SlotState::Completed);
-        match urb.status() {
-            s if s == -libc::ENOENT || s == -libc::ECONNRESET => {
-                self.free(urb); // cancelled by discard: no data
-                return Ok(());
-            }
-            s if s == -libc::ESHUTDOWN || s == -libc::ENODEV => {
-                self.free(urb);
-                return Err(BackendError::Disconnected);
-            }
-            _ => {}
+        let kind = UrbStatusKind::from_errno(urb.status());
+        if kind.is_cancelled() {
+            self.free(urb); // cancelled by discard: no data
+            return Ok(());
+        }
+        if kind.is_disconnect() {
+            self.free(urb);
+            return Err(BackendError::Disconnected);
         }
         self.urbs_due += 1;
         let due = self.stream_t0 + Duration::from_nanos(self.urbs_due * self.urb_period_ns);
@@ -787,8 +830,9 @@ impl<B: Backend> Worker<B> {
                     self.staging.extend_from_slice(&p.data[..whole]);
                 }
                 PacketStatus::Error(errno) => {
-                    c.count_error(errno);
-                    self.quiet.count_error(errno);
+                    let kind = UrbStatusKind::from_errno(errno);
+                    c.count_error(kind);
+                    self.quiet.count_error(kind);
                 }
             }
         }
@@ -859,9 +903,48 @@ mod tests {
     use super::*;
     use crate::dsp::SampleFormat;
     use crate::usb::Speed;
+    use nix::libc;
     use ringbuf::traits::Split;
     use ringbuf::HeapRb;
     use std::collections::VecDeque;
+    use std::sync::atomic::AtomicU64;
+
+    /// S16_LE stereo at 48 kHz on high speed, one 8-byte packet per microframe.
+    fn test_stream() -> StreamConfig {
+        StreamConfig {
+            endpoint: 0x81,
+            format: PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 },
+            speed: Speed::High,
+            interval: 1,
+            packet_len: 8,
+        }
+    }
+
+    /// The parts of a test device that holds its URBs in `self.queue`: high speed, copy mode
+    /// only, 16 MiB of usbfs memory, no system calls.
+    macro_rules! queued_test_device {
+        ($name:literal) => {
+            fn info(&self) -> BackendInfo {
+                BackendInfo { name: $name.into(), speed: Speed::High, can_mmap: false, simulated: true }
+            }
+            fn memory_limit(&self, app_cap_bytes: u64) -> crate::dma::MemoryLimit {
+                crate::dma::MemoryLimit { usbfs_memory_mb: Some(16), app_cap_bytes }
+            }
+            fn map_dma(&mut self, _len: usize) -> Result<crate::dma::Region, Errno> {
+                Err(Errno::ENOSYS)
+            }
+            fn submit(&mut self, urb: IsoUrb) -> Result<(), (IsoUrb, BackendError)> {
+                self.queue.push_back(urb);
+                Ok(())
+            }
+            fn in_flight(&self) -> usize {
+                self.queue.len()
+            }
+            fn syscalls(&self) -> u64 {
+                0
+            }
+        };
+    }
 
     /// A device that completes every URB at once: full packets, every 5th short, every 7th
     /// failed. Its queue is allocated up front, so it allocates nothing per URB itself.
@@ -871,20 +954,8 @@ mod tests {
     }
 
     impl Backend for Endless {
-        fn info(&self) -> BackendInfo {
-            BackendInfo { name: "endless".into(), speed: Speed::High, can_mmap: false, simulated: true }
-        }
-        fn memory_limit(&self, app_cap_bytes: u64) -> crate::dma::MemoryLimit {
-            crate::dma::MemoryLimit { usbfs_memory_mb: Some(16), app_cap_bytes }
-        }
-        fn map_dma(&mut self, _len: usize) -> Result<crate::dma::Region, Errno> {
-            Err(Errno::ENOSYS)
-        }
-        fn submit(&mut self, urb: IsoUrb) -> Result<(), (IsoUrb, BackendError)> {
-            self.queue.push_back(urb);
-            Ok(())
-        }
-        fn reap(&mut self, _timeout: Duration) -> Result<Option<IsoUrb>, BackendError> {
+        queued_test_device!("endless");
+        fn reap(&mut self, _timeout: Duration, _wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError> {
             let Some(mut urb) = self.queue.pop_front() else { return Ok(None) };
             let (descs, buf) = urb.device_view();
             for (i, d) in descs.iter_mut().enumerate() {
@@ -897,12 +968,6 @@ mod tests {
             Ok(Some(urb))
         }
         fn discard_all(&mut self) {}
-        fn in_flight(&self) -> usize {
-            self.queue.len()
-        }
-        fn syscalls(&self) -> u64 {
-            0
-        }
     }
 
     /// [`Endless`] on a bus with no bandwidth left: its third submit fails with ENOSPC, and
@@ -925,8 +990,8 @@ mod tests {
             }
             self.0.submit(urb)
         }
-        fn reap(&mut self, timeout: Duration) -> Result<Option<IsoUrb>, BackendError> {
-            self.0.reap(timeout)
+        fn reap(&mut self, timeout: Duration, wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError> {
+            self.0.reap(timeout, wake)
         }
         fn discard_all(&mut self) {}
         fn in_flight(&self) -> usize {
@@ -941,15 +1006,57 @@ mod tests {
         }
     }
 
+    /// A device whose second URB completes with status `-errno` (full packets all the same);
+    /// `reaped` counts the URBs it handed back.
+    struct SecondFails {
+        queue: VecDeque<IsoUrb>,
+        errno: i32,
+        reaped: Arc<AtomicU64>,
+    }
+
+    impl Backend for SecondFails {
+        queued_test_device!("second fails");
+        fn reap(&mut self, _timeout: Duration, _wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError> {
+            let Some(mut urb) = self.queue.pop_front() else { return Ok(None) };
+            let n = self.reaped.fetch_add(1, Relaxed);
+            for d in urb.device_view().0.iter_mut() {
+                d.actual_length = 8;
+                d.status = 0;
+            }
+            urb.complete(if n == 1 { -self.errno } else { 0 }, 0);
+            Ok(Some(urb))
+        }
+        fn discard_all(&mut self) {}
+    }
+
+    #[test]
+    fn cancelled_and_disconnected_urbs_are_told_apart_by_their_status_kind() {
+        let cfg = CaptureConfig { mode: ModeRequest::Copy, urbs: Some(4), ..CaptureConfig::default() };
+        for kind in UrbStatusKind::ALL.into_iter().filter(|&k| k != UrbStatusKind::Completed) {
+            let reaped = Arc::new(AtomicU64::new(0));
+            let backend =
+                SecondFails { queue: VecDeque::new(), errno: kind.errno(), reaped: Arc::clone(&reaped) };
+            let result = Capture::run_blocking(backend, test_stream(), &cfg, Vec::new(), 10);
+            if kind.is_disconnect() {
+                assert!(matches!(result, Err(CaptureError::Disconnected { .. })), "{kind:?}: {result:?}");
+                continue;
+            }
+            let (_, stats) = result.unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            let reaped = reaped.load(Relaxed);
+            if kind.is_cancelled() {
+                // Skipped: no data, no latency.
+                assert_eq!(reaped, stats.urbs + 1, "{kind:?}: {stats:?}");
+                assert_eq!(stats.reap_latency_count, stats.urbs, "{kind:?}");
+            } else {
+                // A URB-level status the engine does not act on: its packets still count.
+                assert_eq!(reaped, stats.urbs, "{kind:?}: {stats:?}");
+            }
+        }
+    }
+
     #[test]
     fn a_submit_refused_for_bandwidth_names_the_fix_and_the_other_users_of_the_bus() {
-        let stream = StreamConfig {
-            endpoint: 0x81,
-            format: PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 },
-            speed: Speed::High,
-            interval: 1,
-            packet_len: 8,
-        };
+        let stream = test_stream();
         let cfg = CaptureConfig { mode: ModeRequest::Copy, urbs: Some(4), ..CaptureConfig::default() };
         let backend = FullBus(Endless { queue: VecDeque::with_capacity(16), n: 0 });
         let Err(e) = Capture::run_blocking(backend, stream, &cfg, Vec::new(), 10) else {
@@ -972,21 +1079,9 @@ mod tests {
     }
 
     impl Backend for Zeros {
-        fn info(&self) -> BackendInfo {
-            BackendInfo { name: "zeros".into(), speed: Speed::High, can_mmap: false, simulated: true }
-        }
-        fn memory_limit(&self, app_cap_bytes: u64) -> crate::dma::MemoryLimit {
-            crate::dma::MemoryLimit { usbfs_memory_mb: Some(16), app_cap_bytes }
-        }
-        fn map_dma(&mut self, _len: usize) -> Result<crate::dma::Region, Errno> {
-            Err(Errno::ENOSYS)
-        }
-        fn submit(&mut self, urb: IsoUrb) -> Result<(), (IsoUrb, BackendError)> {
-            self.queue.push_back(urb);
-            Ok(())
-        }
-        fn reap(&mut self, _timeout: Duration) -> Result<Option<IsoUrb>, BackendError> {
-            std::thread::sleep(self.delay);
+        queued_test_device!("zeros");
+        fn reap(&mut self, _timeout: Duration, wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError> {
+            crate::capture::wake::sleep(wake, self.delay);
             let Some(mut urb) = self.queue.pop_front() else { return Ok(None) };
             let byte = if (self.zero)(self.urb) { 0 } else { 0x5A };
             self.urb += 1;
@@ -1000,22 +1095,10 @@ mod tests {
             Ok(Some(urb))
         }
         fn discard_all(&mut self) {}
-        fn in_flight(&self) -> usize {
-            self.queue.len()
-        }
-        fn syscalls(&self) -> u64 {
-            0
-        }
     }
 
     fn zeros_capture(urbs: u64, zero: fn(u32) -> bool) -> StatsSnapshot {
-        let stream = StreamConfig {
-            endpoint: 0x81,
-            format: PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 },
-            speed: Speed::High,
-            interval: 1,
-            packet_len: 8,
-        };
+        let stream = test_stream();
         let cfg = CaptureConfig { mode: ModeRequest::Copy, urbs: Some(2), ..CaptureConfig::default() };
         let backend = Zeros { queue: VecDeque::new(), urb: 0, delay: Duration::from_millis(100), zero };
         Capture::run_blocking(backend, stream, &cfg, Vec::new(), urbs).unwrap().1
@@ -1038,6 +1121,98 @@ mod tests {
         assert!(s.all_zero_run_max_ns < 1_000_000_000 && s.all_zero_note().is_none(), "{s:?}");
     }
 
+    /// A device that never completes a URB; each reap waits `wait` (ignoring the engine's
+    /// timeout), on the wake-up fd if `wakeable`, else deaf to it.
+    struct Silent {
+        queue: VecDeque<IsoUrb>,
+        wait: Duration,
+        wakeable: bool,
+    }
+
+    impl Backend for Silent {
+        queued_test_device!("silent");
+        fn reap(&mut self, _timeout: Duration, wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError> {
+            // After the discard the URBs come back cancelled, as the kernel's do.
+            if let Some(mut urb) = self.queue.pop_front().filter(|_| self.wait.is_zero()) {
+                urb.complete(-libc::ENOENT, 0);
+                return Ok(Some(urb));
+            }
+            crate::capture::wake::sleep(wake.filter(|_| self.wakeable), self.wait);
+            Ok(None)
+        }
+        fn discard_all(&mut self) {
+            self.wait = Duration::ZERO;
+        }
+    }
+
+    fn silent_capture(wait: Duration, wakeable: bool) -> Capture {
+        let stream = test_stream();
+        let cfg = CaptureConfig {
+            mode: ModeRequest::Copy,
+            urbs: Some(2),
+            no_data_timeout: None,
+            ..CaptureConfig::default()
+        };
+        let backend = Silent { queue: VecDeque::new(), wait, wakeable };
+        Capture::start(backend, stream, &cfg, Vec::new()).unwrap()
+    }
+
+    /// Stops `capture` on another thread; how long that took, or `None` after 5 s.
+    fn stop_within_5_s(capture: Capture) -> Option<Duration> {
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("stop-test".into())
+            .spawn(move || {
+                let t = Instant::now();
+                let (_, failure) = capture.stop();
+                let _ = done_tx.send((t.elapsed(), failure));
+            })
+            .unwrap();
+        let (took, failure) = done.recv_timeout(Duration::from_secs(5)).ok()?;
+        assert!(failure.is_none(), "{failure:?}");
+        Some(took)
+    }
+
+    #[test]
+    fn a_stop_cuts_a_long_wait_for_a_completion_short() {
+        let capture = silent_capture(Duration::from_secs(1), true);
+        std::thread::sleep(Duration::from_millis(50)); // the capture thread is in its wait now
+        let took = stop_within_5_s(capture).expect("the capture stopped");
+        assert!(took < Duration::from_millis(50), "a stop took {took:?} against a 1 s wait");
+    }
+
+    #[test]
+    fn request_stop_returns_at_once_and_the_capture_ends_on_its_own() {
+        let capture = silent_capture(Duration::from_secs(1), true);
+        std::thread::sleep(Duration::from_millis(20));
+        let t = Instant::now();
+        capture.request_stop();
+        assert!(t.elapsed() < Duration::from_millis(5), "request_stop blocked for {:?}", t.elapsed());
+        while !capture.is_finished() {
+            assert!(t.elapsed() < Duration::from_millis(500), "the capture did not end");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(matches!(capture.events().try_recv(), Ok(Event::Stopped)));
+    }
+
+    #[test]
+    fn a_stop_is_honoured_behind_a_full_queue_of_attaches() {
+        // A capture thread deaf to the wake-up fd for 200 ms at a time: the attaches queue up.
+        let capture = silent_capture(Duration::from_millis(200), false);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut consumers = Vec::new();
+        for n in 0..MAX_SINKS {
+            let (prod, cons) = HeapRb::<u8>::new(64).split();
+            consumers.push(cons);
+            capture.attach(Sink::Bytes(prod)).unwrap_or_else(|e| panic!("attach {n}: {e}"));
+        }
+        let (prod, _cons) = HeapRb::<u8>::new(64).split();
+        let e = capture.attach(Sink::Bytes(prod)).unwrap_err().to_string();
+        assert!(e.contains("at most 8"), "{e}");
+        let took = stop_within_5_s(capture).expect("a stop behind queued attaches was lost");
+        assert!(took < Duration::from_millis(400), "{took:?}");
+    }
+
     #[test]
     fn all_zero_looks_at_every_byte() {
         assert!(all_zero(&[]));
@@ -1052,13 +1227,7 @@ mod tests {
     /// Allocator calls made by a whole blocking capture of `urbs` URBs into a byte sink and
     /// a frame sink.
     fn allocator_calls(urbs: u64) -> u32 {
-        let stream = StreamConfig {
-            endpoint: 0x81,
-            format: PcmFormat { sample: SampleFormat::S16Le, channels: 2, rate: 48_000 },
-            speed: Speed::High,
-            interval: 1,
-            packet_len: 8,
-        };
+        let stream = test_stream();
         let cfg = CaptureConfig {
             mode: ModeRequest::Copy,
             packets_per_urb: Some(8),

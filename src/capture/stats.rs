@@ -4,65 +4,17 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use nix::libc;
-
 use crate::dma::TransferPath;
+use crate::usb::urb::UrbStatusKind;
 
-/// Packet errnos counted separately; anything else lands in "other".
-pub const COUNTED_ERRNOS: [(i32, &str); 7] = [
-    (libc::EXDEV, "EXDEV"),
-    (libc::EPROTO, "EPROTO"),
-    (libc::EILSEQ, "EILSEQ"),
-    (libc::EOVERFLOW, "EOVERFLOW"),
-    (libc::ENOSR, "ENOSR"),
-    (libc::ECOMM, "ECOMM"),
-    (libc::ETIME, "ETIME"),
-];
+/// How many packet error counters there are: one per [`UrbStatusKind::PACKET_ERRORS`],
+/// then "other".
+pub const PACKET_ERROR_COUNTERS: usize = UrbStatusKind::PACKET_ERRORS.len() + 1;
 
-/// What packets counted under `name` (a key of [`StatsSnapshot::packet_errors_by_errno`]:
-/// an errno's name, or "other") failed with, in words.
-pub fn packet_errno_meaning_by_name(name: &str) -> &'static str {
-    COUNTED_ERRNOS
-        .iter()
-        .find(|(_, n)| *n == name)
-        .map_or("not one of the errors the kernel documents for iso transfers", |&(e, _)| {
-            packet_errno_meaning(e)
-        })
-}
-
-/// What a packet's completion errno means for an iso IN transfer (after the kernel's
-/// Documentation/driver-api/usb/error-codes.rst), and what to try.
-pub fn packet_errno_meaning(errno: i32) -> &'static str {
-    match errno {
-        libc::EXDEV => {
-            "the host controller did not transfer the packet in its (micro)frame: the bus or the \
-             controller was too busy, or the device did not answer in time. Try another USB port or \
-             controller, fewer busy devices on the same hub, or a lower rate or fewer channels"
-        }
-        libc::EPROTO => {
-            "a protocol error on the bus (bit stuffing, or no response in time): usually the cable, a \
-             hub or the device itself. Try another cable or port, without a hub"
-        }
-        libc::EILSEQ => {
-            "the packet arrived with a bad CRC, or not at all: a noisy link. Try another cable or port"
-        }
-        libc::EOVERFLOW => {
-            "the device sent more than the packet's length (babble): the endpoint's wMaxPacketSize \
-             does not match what it sends at this rate and format; try another alt setting (--format, \
-             --channels, --rate)"
-        }
-        libc::ENOSR | libc::ECOMM => {
-            "the host controller could not move the data to memory in time (buffer overrun): the \
-             system is too busy; try more URBs in flight (--urbs) or a less loaded machine"
-        }
-        libc::ETIME => "the device did not answer in time (a bus-level timeout): check the device and cable",
-        _ => "an error the kernel does not document for iso transfers",
-    }
-}
-
-/// The kernel's name of a packet errno, as counted in [`COUNTED_ERRNOS`], else "other".
-pub fn packet_errno_name(errno: i32) -> &'static str {
-    COUNTED_ERRNOS.iter().find(|&&(e, _)| e == errno).map_or("other", |&(_, name)| name)
+/// The kind counted under `name` (a key of [`StatsSnapshot::packet_errors_by_errno`]: an
+/// errno's name, or "other").
+fn counted_kind(name: &str) -> UrbStatusKind {
+    UrbStatusKind::PACKET_ERRORS.into_iter().find(|k| k.name() == name).unwrap_or(UrbStatusKind::Other(0))
 }
 
 /// Counters shared between the engine thread (writer) and everyone else (readers).
@@ -86,8 +38,8 @@ pub struct CaptureCounters {
     pub zero_length_packets: AtomicU64,
     /// Packets that completed with an error status; their bytes are never read.
     pub packet_errors: AtomicU64,
-    /// Per errno, in the order of [`COUNTED_ERRNOS`], then "other".
-    pub errors_by_errno: [AtomicU64; COUNTED_ERRNOS.len() + 1],
+    /// Per errno, in the order of [`UrbStatusKind::PACKET_ERRORS`], then "other".
+    pub errors_by_errno: [AtomicU64; PACKET_ERROR_COUNTERS],
     /// Packets whose length was not a whole number of frames (the tail was dropped).
     pub misaligned_packets: AtomicU64,
     /// Frames a full ring could not take, summed over rings.
@@ -114,9 +66,9 @@ pub struct CaptureCounters {
 }
 
 impl CaptureCounters {
-    pub(crate) fn count_error(&self, errno: i32) {
+    pub(crate) fn count_error(&self, kind: UrbStatusKind) {
         self.packet_errors.fetch_add(1, Relaxed);
-        let i = COUNTED_ERRNOS.iter().position(|&(e, _)| e == errno).unwrap_or(COUNTED_ERRNOS.len());
+        let i = kind.packet_error_index().unwrap_or(UrbStatusKind::PACKET_ERRORS.len());
         self.errors_by_errno[i].fetch_add(1, Relaxed);
     }
 
@@ -143,7 +95,7 @@ impl CaptureCounters {
         for (i, c) in self.errors_by_errno.iter().enumerate() {
             let n = c.load(Relaxed);
             if n > 0 {
-                let name = COUNTED_ERRNOS.get(i).map_or("other", |&(_, name)| name);
+                let name = UrbStatusKind::PACKET_ERRORS.get(i).map_or("other", |k| k.name());
                 errors.insert(name.to_string(), n);
             }
         }
@@ -211,9 +163,7 @@ impl StatsSnapshot {
         self.packet_errors_by_errno
             .iter()
             .filter(|(_, &n)| n > 0)
-            .map(|(name, n)| {
-                format!("{n} packets failed with -{name}: {}", packet_errno_meaning_by_name(name))
-            })
+            .map(|(name, n)| format!("{n} packets failed with -{name}: {}", counted_kind(name).meaning()))
             .collect()
     }
 

@@ -20,7 +20,8 @@ use super::device;
 use super::CaptureArgs;
 use isoscope::source::Source;
 
-/// What `--stats-json` holds.
+/// What `--stats-json` holds: one object, every figure once; the engine's counters
+/// ([`StatsSnapshot`]) at the top level under their own names.
 #[derive(serde::Serialize)]
 struct Report<'a> {
     device: &'a str,
@@ -30,18 +31,8 @@ struct Report<'a> {
     fallback: Option<&'a str>,
     /// How many times slower the mapped pool read than heap memory (zero-copy pools).
     mapping_read_slowdown: Option<f64>,
-    urbs: u64,
-    packets: u64,
-    bytes: u64,
-    frames: u64,
-    short_packets: u64,
-    packet_errors: u64,
-    ring_drops: u64,
-    urbs_zerocopy: u64,
-    urbs_copy: u64,
-    cpu_ns: u64,
-    syscalls: u64,
-    elapsed_ns: u64,
+    #[serde(flatten)]
+    stats: &'a StatsSnapshot,
     pool_bytes: u64,
     usbfs_bytes: u64,
     cap_bytes: u64,
@@ -58,7 +49,6 @@ struct Report<'a> {
     /// Capture frame index and device stream frame of the first mismatch.
     first_mismatch: Option<(u64, u64)>,
     error: Option<String>,
-    stats: &'a StatsSnapshot,
 }
 
 /// What the consumer thread did with the ring's bytes.
@@ -140,18 +130,7 @@ fn session<B: Backend>(
         mode_used: info.path,
         fallback: info.fallback.as_deref(),
         mapping_read_slowdown: info.mapping_read.map(|s| s.slowdown()),
-        urbs: stats.urbs,
-        packets: stats.packets,
-        bytes: stats.bytes,
-        frames: stats.frames,
-        short_packets: stats.short_packets,
-        packet_errors: stats.packet_errors,
-        ring_drops: stats.ring_drops,
-        urbs_zerocopy: stats.urbs_zerocopy,
-        urbs_copy: stats.urbs_copy,
-        cpu_ns: stats.cpu_ns,
-        syscalls: stats.syscalls,
-        elapsed_ns: stats.elapsed_ns,
+        stats: &stats,
         pool_bytes: info.memory.pool_bytes(),
         usbfs_bytes: info.memory.usbfs_bytes(),
         cap_bytes: info.limit.effective_bytes(),
@@ -165,7 +144,6 @@ fn session<B: Backend>(
         frames_lost_in_transit: drained.verifier.as_ref().map(Verifier::lost_frames),
         first_mismatch: drained.verifier.as_ref().and_then(Verifier::first_mismatch),
         error: failure.as_ref().map(CaptureError::to_string),
-        stats: &stats,
     };
     if let Some(path) = &args.stats_json {
         super::write_json(path, &report)?;
@@ -273,9 +251,10 @@ fn status_line(s: &StatsSnapshot, info: &CaptureInfo) -> String {
 }
 
 fn print_summary(r: &Report<'_>, args: &CaptureArgs) {
+    let s = r.stats;
     eprintln!(
         "isoscope: {} URBs ({} zero-copy, {} copy), {} packets ({} short, {} failed), {} frames, {} ring drops",
-        r.urbs, r.urbs_zerocopy, r.urbs_copy, r.packets, r.short_packets, r.packet_errors, r.frames, r.ring_drops
+        s.urbs, s.urbs_zerocopy, s.urbs_copy, s.packets, s.short_packets, s.packet_errors, s.frames, s.ring_drops
     );
     // Failed packets by errno, each with what it means on this kind of transfer.
     for line in r.stats.packet_error_lines() {

@@ -19,7 +19,10 @@ use super::device;
 use super::MonitorArgs;
 use isoscope::source::Source;
 
-/// What `--stats-json` holds: the headline figures at the top, then everything.
+/// What `--stats-json` holds, every figure once: the monitor's ([`MonitorStats`]: latency,
+/// underruns, overruns, resyncs, ratio, `output_fault`...) at the top level under their own
+/// names (absent when no sound card could be used), the capture's under `capture` (its
+/// `ring_drops`: frames the capture could not put in the monitor's ring or the recording's).
 #[derive(serde::Serialize)]
 struct Report<'a> {
     device: &'a str,
@@ -28,23 +31,10 @@ struct Report<'a> {
     /// Null when no sound card could be used.
     output: Option<&'a MonitorInfo>,
     output_error: Option<String>,
-    latency_ms_median: Option<f64>,
-    latency_ms_p99: Option<f64>,
-    /// The latency the monitor held: the target, or the lowest the output allows.
-    holding_ms: Option<f64>,
-    underruns: u64,
-    resyncs: u64,
-    /// Set when the output was not a clock (the monitor stopped playing to it).
-    output_fault: Option<audio::OutputFault>,
-    overruns: u64,
-    /// Frames the capture could not put in the monitor's ring (or the recording's).
-    capture_ring_drops: u64,
-    ratio: f64,
-    correction_ppm: f64,
-    resampler_cpu_percent: f64,
+    #[serde(flatten)]
+    monitor: Option<&'a MonitorStats>,
     wav_frames: Option<u64>,
     error: Option<String>,
-    monitor: Option<&'a MonitorStats>,
     capture: &'a StatsSnapshot,
 }
 
@@ -170,22 +160,11 @@ fn session<B: Backend>(
         format: format.to_string(),
         output: mon_info.as_ref(),
         output_error,
-        latency_ms_median: m.latency_ms_median,
-        latency_ms_p99: m.latency_ms_p99,
-        holding_ms: mon_stats.as_ref().map(|m| m.holding_ms),
-        underruns: m.underruns,
-        resyncs: m.resyncs,
-        output_fault: m.output_fault,
-        overruns: m.overruns,
-        capture_ring_drops: cap_stats.ring_drops,
-        ratio: m.ratio,
-        correction_ppm: m.correction_ppm,
-        resampler_cpu_percent: m.resampler_cpu_percent,
+        monitor: mon_stats.as_ref(),
         wav_frames: recorded
             .as_ref()
             .and_then(|r| r.as_ref().map_or_else(RecordError::frames_kept, |r| Some(r.frames))),
         error: failure.as_ref().map(CaptureError::to_string),
-        monitor: mon_stats.as_ref(),
         capture: &cap_stats,
     };
     if let Some(path) = &args.stats_json {
@@ -289,4 +268,34 @@ fn status_line(s: &MonitorStats) -> String {
         s.overruns,
         s.resyncs
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stats_json_carries_every_counter_once() {
+        let (monitor, capture) = (MonitorStats::default(), StatsSnapshot::default());
+        let report = Report {
+            device: "sim",
+            simulated: true,
+            format: "S16_LE 2 ch 48000 Hz".into(),
+            output: None,
+            output_error: None,
+            monitor: Some(&monitor),
+            wav_frames: None,
+            error: None,
+            capture: &capture,
+        };
+        // Counted in the text: a parser keeps one of two equal keys in an object.
+        let text = serde_json::to_string(&report).unwrap();
+        for key in
+            ["latency_ms_median", "holding_ms", "underruns", "overruns", "resyncs", "ratio", "ring_drops"]
+        {
+            assert_eq!(text.matches(&format!("\"{key}\":")).count(), 1, "{key} in {text}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["underruns"].is_u64() && v["capture"]["ring_drops"].is_u64(), "{v}");
+    }
 }

@@ -19,6 +19,7 @@ use nix::libc;
 use super::schedule::{Faults, Schedule};
 use super::signal::{PcmTable, Signal, SignalError};
 use super::verify::Verifier;
+use crate::capture::wake::{self, Wake};
 use crate::capture::{Backend, BackendError, BackendInfo, StreamConfig};
 use crate::dma::{kernel_urb_overhead, Containment, MemoryLimit, Region, USB_MEMORY_STRUCT_BYTES};
 use crate::dsp::{PcmFormat, SampleFormat};
@@ -406,7 +407,7 @@ impl Backend for SimBackend {
         Ok(())
     }
 
-    fn reap(&mut self, timeout: Duration) -> Result<Option<IsoUrb>, BackendError> {
+    fn reap(&mut self, timeout: Duration, wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError> {
         self.syscalls += 1;
         let mut waited = false;
         loop {
@@ -415,7 +416,7 @@ impl Backend for SimBackend {
                     return Err(BackendError::Disconnected);
                 }
                 if !timeout.is_zero() {
-                    std::thread::sleep(timeout);
+                    wake::sleep(wake, timeout);
                 }
                 return Ok(None);
             };
@@ -435,7 +436,9 @@ impl Backend for SimBackend {
                         return Ok(None);
                     }
                     self.syscalls += 1; // the poll()
-                    std::thread::sleep((due - now).min(timeout));
+                    if wake::sleep(wake, (due - now).min(timeout)) {
+                        return Ok(None);
+                    }
                     waited = true;
                     continue;
                 }
@@ -561,7 +564,7 @@ mod tests {
             pool.prefill(&[0xA5]);
             let slot = pool.into_slots().remove(0);
             b.submit(IsoUrb::new(0, 0x81, slot, 8, 28).unwrap()).map_err(|(_, e)| e).unwrap();
-            let urb = b.reap(Duration::ZERO).unwrap().unwrap();
+            let urb = b.reap(Duration::ZERO, None).unwrap().unwrap();
             let gap_bytes: Vec<u8> = urb
                 .packets()
                 .flat_map(|p| {
@@ -587,10 +590,10 @@ mod tests {
             b.submit(IsoUrb::new(i, 0x81, s, 8, 28).unwrap()).map_err(|(_, e)| e).unwrap();
         }
         // 8 packets of 125 us = 1 ms per URB: the first two complete, the third crosses 2 ms.
-        assert_eq!(b.reap(Duration::ZERO).unwrap().unwrap().status(), 0);
-        assert_eq!(b.reap(Duration::ZERO).unwrap().unwrap().status(), 0);
-        assert_eq!(b.reap(Duration::ZERO).unwrap().unwrap().status(), -libc::ESHUTDOWN);
-        assert_eq!(b.reap(Duration::ZERO).unwrap_err(), BackendError::Disconnected);
+        assert_eq!(b.reap(Duration::ZERO, None).unwrap().unwrap().status(), 0);
+        assert_eq!(b.reap(Duration::ZERO, None).unwrap().unwrap().status(), 0);
+        assert_eq!(b.reap(Duration::ZERO, None).unwrap().unwrap().status(), -libc::ESHUTDOWN);
+        assert_eq!(b.reap(Duration::ZERO, None).unwrap_err(), BackendError::Disconnected);
         assert_eq!(b.usbfs_bytes_in_use(), 0);
 
         let mut b = device(SimConfig::default()).backend();
@@ -600,7 +603,7 @@ mod tests {
         }
         b.discard_all();
         for _ in 0..2 {
-            assert_eq!(b.reap(Duration::ZERO).unwrap().unwrap().status(), -libc::ENOENT);
+            assert_eq!(b.reap(Duration::ZERO, None).unwrap().unwrap().status(), -libc::ENOENT);
         }
         assert_eq!(b.in_flight(), 0);
     }

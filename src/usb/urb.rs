@@ -74,7 +74,8 @@ pub enum UrbError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PacketStatus {
     Ok,
-    /// A negative errno, e.g. EXDEV (not completed in its frame), EPROTO, EILSEQ, EOVERFLOW, ENOSR.
+    /// The errno, positive, e.g. EXDEV (not completed in its frame), EPROTO, EILSEQ,
+    /// EOVERFLOW, ENOSR: see [`UrbStatusKind`] for what each means.
     Error(i32),
 }
 
@@ -85,6 +86,171 @@ impl PacketStatus {
             0 => PacketStatus::Ok,
             e => PacketStatus::Error(e.wrapping_neg()),
         }
+    }
+
+    /// What the status means.
+    pub fn kind(self) -> UrbStatusKind {
+        match self {
+            PacketStatus::Ok => UrbStatusKind::Completed,
+            PacketStatus::Error(errno) => UrbStatusKind::from_errno(errno),
+        }
+    }
+}
+
+/// What a URB's or an iso packet's completion status means: the one place an errno from a
+/// completion is given a meaning (after the kernel's
+/// Documentation/driver-api/usb/error-codes.rst and the host controller drivers). One kind
+/// per errno, so counters and messages can name the errno the kernel reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UrbStatusKind {
+    /// 0: transferred.
+    Completed,
+    /// ENOENT: killed by a discard (usb_kill_urb; the capture stopping).
+    Killed,
+    /// ECONNRESET: unlinked (usb_unlink_urb; USB/IP's unlink, an unbind).
+    Unlinked,
+    /// ESHUTDOWN: the device or its host controller went away.
+    Shutdown,
+    /// ENODEV: the device is gone.
+    NoDevice,
+    /// EXDEV: an iso packet not transferred in its (micro)frame.
+    Missed,
+    /// EPROTO: a protocol error on the bus (bit stuffing, no response in time).
+    Protocol,
+    /// EILSEQ: a bad CRC, or no packet at all.
+    BadCrc,
+    /// EOVERFLOW: the device sent more than the packet's length (babble).
+    Babble,
+    /// ENOSR: the controller could not fetch or store the data in time (buffer underrun).
+    BufferUnderrun,
+    /// ECOMM: the controller received data faster than it could write it (buffer overrun).
+    BufferOverrun,
+    /// ETIME: a bus-level timeout.
+    Timeout,
+    /// EPIPE: the endpoint stalled.
+    Stall,
+    /// Any other errno (positive).
+    Other(i32),
+}
+
+/// Each [`UrbStatusKind`] but `Other` with its errno (positive) and the kernel's name for it.
+const KNOWN_STATUSES: [(UrbStatusKind, i32, &str); 13] = {
+    use nix::libc;
+    [
+        (UrbStatusKind::Completed, 0, "0"),
+        (UrbStatusKind::Killed, libc::ENOENT, "ENOENT"),
+        (UrbStatusKind::Unlinked, libc::ECONNRESET, "ECONNRESET"),
+        (UrbStatusKind::Shutdown, libc::ESHUTDOWN, "ESHUTDOWN"),
+        (UrbStatusKind::NoDevice, libc::ENODEV, "ENODEV"),
+        (UrbStatusKind::Missed, libc::EXDEV, "EXDEV"),
+        (UrbStatusKind::Protocol, libc::EPROTO, "EPROTO"),
+        (UrbStatusKind::BadCrc, libc::EILSEQ, "EILSEQ"),
+        (UrbStatusKind::Babble, libc::EOVERFLOW, "EOVERFLOW"),
+        (UrbStatusKind::BufferUnderrun, libc::ENOSR, "ENOSR"),
+        (UrbStatusKind::BufferOverrun, libc::ECOMM, "ECOMM"),
+        (UrbStatusKind::Timeout, libc::ETIME, "ETIME"),
+        (UrbStatusKind::Stall, libc::EPIPE, "EPIPE"),
+    ]
+};
+
+impl UrbStatusKind {
+    /// Every kind but [`UrbStatusKind::Other`].
+    pub const ALL: [UrbStatusKind; KNOWN_STATUSES.len()] = {
+        let mut all = [UrbStatusKind::Completed; KNOWN_STATUSES.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = KNOWN_STATUSES[i].0;
+            i += 1;
+        }
+        all
+    };
+
+    /// The packet failures counted one by one (anything else counts as "other"): what the
+    /// kernel documents for iso IN packets.
+    pub const PACKET_ERRORS: [UrbStatusKind; 7] = [
+        UrbStatusKind::Missed,
+        UrbStatusKind::Protocol,
+        UrbStatusKind::BadCrc,
+        UrbStatusKind::Babble,
+        UrbStatusKind::BufferUnderrun,
+        UrbStatusKind::BufferOverrun,
+        UrbStatusKind::Timeout,
+    ];
+
+    /// The kind of `errno`, of either sign (the kernel stores it negated); 0 is
+    /// [`UrbStatusKind::Completed`].
+    pub fn from_errno(errno: i32) -> UrbStatusKind {
+        let errno = errno.checked_abs().unwrap_or(errno);
+        KNOWN_STATUSES.iter().find(|k| k.1 == errno).map_or(UrbStatusKind::Other(errno), |k| k.0)
+    }
+
+    /// The errno, positive (0 for [`UrbStatusKind::Completed`]).
+    pub fn errno(self) -> i32 {
+        match self {
+            UrbStatusKind::Other(errno) => errno,
+            known => KNOWN_STATUSES.iter().find(|k| k.0 == known).map_or(0, |k| k.1),
+        }
+    }
+
+    /// The kernel's name of the errno ("EXDEV"); "0" for [`UrbStatusKind::Completed`] and
+    /// "other" for [`UrbStatusKind::Other`], the way the stats count it.
+    pub fn name(self) -> &'static str {
+        KNOWN_STATUSES.iter().find(|k| k.0 == self).map_or("other", |k| k.2)
+    }
+
+    /// What it means for an iso IN transfer, and what to try.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            UrbStatusKind::Completed => "transferred",
+            UrbStatusKind::Killed | UrbStatusKind::Unlinked => {
+                "cancelled: the capture stopped or the URB was unlinked"
+            }
+            UrbStatusKind::Shutdown | UrbStatusKind::NoDevice => {
+                "the device disconnected: reconnect it and start again"
+            }
+            UrbStatusKind::Missed => {
+                "the host controller did not transfer the packet in its (micro)frame: the bus or the \
+                 controller was too busy, or the device did not answer in time. Try another USB port or \
+                 controller, fewer busy devices on the same hub, or a lower rate or fewer channels"
+            }
+            UrbStatusKind::Protocol => {
+                "a protocol error on the bus (bit stuffing, or no response in time): usually the cable, a \
+                 hub or the device itself. Try another cable or port, without a hub"
+            }
+            UrbStatusKind::BadCrc => {
+                "the packet arrived with a bad CRC, or not at all: a noisy link. Try another cable or port"
+            }
+            UrbStatusKind::Babble => {
+                "the device sent more than the packet's length (babble): the endpoint's wMaxPacketSize \
+                 does not match what it sends at this rate and format; try another alt setting (--format, \
+                 --channels, --rate)"
+            }
+            UrbStatusKind::BufferUnderrun | UrbStatusKind::BufferOverrun => {
+                "the host controller could not move the data to memory in time (buffer overrun): the \
+                 system is too busy; try more URBs in flight (--urbs) or a less loaded machine"
+            }
+            UrbStatusKind::Timeout => {
+                "the device did not answer in time (a bus-level timeout): check the device and cable"
+            }
+            UrbStatusKind::Stall => "the endpoint stalled: the device refused the transfer",
+            UrbStatusKind::Other(_) => "an error the kernel does not document for iso transfers",
+        }
+    }
+
+    /// A discard (or unlink) ended it: no data, and nothing wrong.
+    pub fn is_cancelled(self) -> bool {
+        matches!(self, UrbStatusKind::Killed | UrbStatusKind::Unlinked)
+    }
+
+    /// The device is gone: the capture cannot go on.
+    pub fn is_disconnect(self) -> bool {
+        matches!(self, UrbStatusKind::Shutdown | UrbStatusKind::NoDevice)
+    }
+
+    /// Where [`UrbStatusKind::PACKET_ERRORS`] lists it; `None` for the ones counted as "other".
+    pub fn packet_error_index(self) -> Option<usize> {
+        UrbStatusKind::PACKET_ERRORS.iter().position(|&k| k == self)
     }
 }
 
@@ -308,7 +474,7 @@ impl<'a> Iterator for PacketWalk<'a> {
         // an overflow, like a babbling device.
         let actual = if d.actual_length > requested {
             if status == PacketStatus::Ok {
-                status = PacketStatus::Error(nix::libc::EOVERFLOW);
+                status = PacketStatus::Error(UrbStatusKind::Babble.errno());
             }
             requested
         } else {
@@ -333,6 +499,31 @@ impl ExactSizeIterator for PacketWalk<'_> {}
 mod tests {
     use super::*;
     use crate::dma::{BufferPool, PoolLayout};
+
+    #[test]
+    fn every_status_kind_round_trips_through_its_errno_of_either_sign() {
+        for kind in UrbStatusKind::ALL {
+            assert_eq!(UrbStatusKind::from_errno(kind.errno()), kind, "{kind:?}");
+            assert_eq!(UrbStatusKind::from_errno(-kind.errno()), kind, "{kind:?}");
+            let errno = nix::errno::Errno::from_raw(kind.errno());
+            if kind != UrbStatusKind::Completed {
+                assert_eq!(format!("{errno:?}"), kind.name(), "the kernel's name of {kind:?}");
+            }
+            assert!(!kind.meaning().is_empty());
+        }
+        assert_eq!(UrbStatusKind::from_errno(-nix::libc::EINVAL), UrbStatusKind::Other(nix::libc::EINVAL));
+        assert_eq!(UrbStatusKind::from_errno(i32::MIN).name(), "other");
+        assert_eq!(PacketStatus::from_raw((-nix::libc::EILSEQ) as u32).kind(), UrbStatusKind::BadCrc);
+        assert_eq!(PacketStatus::Ok.kind(), UrbStatusKind::Completed);
+        for (i, kind) in UrbStatusKind::PACKET_ERRORS.into_iter().enumerate() {
+            assert_eq!(kind.packet_error_index(), Some(i));
+            assert!(!kind.is_cancelled() && !kind.is_disconnect());
+        }
+        let cancelled: Vec<_> = UrbStatusKind::ALL.into_iter().filter(|k| k.is_cancelled()).collect();
+        assert_eq!(cancelled, [UrbStatusKind::Killed, UrbStatusKind::Unlinked]);
+        let gone: Vec<_> = UrbStatusKind::ALL.into_iter().filter(|k| k.is_disconnect()).collect();
+        assert_eq!(gone, [UrbStatusKind::Shutdown, UrbStatusKind::NoDevice]);
+    }
 
     fn urb(packets: usize, packet_len: u32) -> IsoUrb {
         let slot = BufferPool::heap(PoolLayout::new(packets * packet_len as usize, 1)).into_slots().remove(0);

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 
 use super::urb::{usbdevfs_urb, IsoUrb};
 use super::{ControlTransfer, Speed};
-use crate::capture::{Backend, BackendError, BackendInfo};
+use crate::capture::{Backend, BackendError, BackendInfo, Wake};
 use crate::dma::{MemoryLimit, Region};
 
 /// `USBDEVFS_CAP_*` bits from GET_CAPABILITIES.
@@ -424,12 +424,23 @@ impl UsbfsBackend {
         self.caps
     }
 
-    fn poll_out(&mut self, timeout: Duration) -> Result<bool, BackendError> {
+    /// Waits at most `timeout` for a completion (POLLOUT on the usbfs fd) or for `wake`.
+    /// True if a completion may be waiting; false on a timeout or a wake-up.
+    fn poll_out(&mut self, timeout: Duration, wake: Option<&Wake>) -> Result<bool, BackendError> {
         self.syscalls += 1;
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        let mut fds = [PollFd::new(self.dev.fd.as_fd(), PollFlags::POLLOUT)];
-        let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-        match nix::poll::poll(&mut fds, timeout) {
+        let device = PollFd::new(self.dev.fd.as_fd(), PollFlags::POLLOUT);
+        let (mut both, mut alone);
+        let fds: &mut [PollFd] = match wake {
+            Some(wake) => {
+                both = [device, PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+                &mut both
+            }
+            None => {
+                alone = [device];
+                &mut alone
+            }
+        };
+        match crate::capture::wake::poll(fds, timeout) {
             Ok(0) => Ok(false),
             Ok(_) => {
                 let ev = fds[0].revents().unwrap_or(PollFlags::empty());
@@ -437,7 +448,7 @@ impl UsbfsBackend {
                 {
                     return Err(BackendError::Disconnected);
                 }
-                Ok(true)
+                Ok(ev.contains(PollFlags::POLLOUT))
             }
             Err(Errno::EINTR) => Ok(false),
             Err(e) => Err(BackendError::from_errno("poll", e)),
@@ -514,11 +525,11 @@ impl Backend for UsbfsBackend {
         }
     }
 
-    fn reap(&mut self, timeout: Duration) -> Result<Option<IsoUrb>, BackendError> {
+    fn reap(&mut self, timeout: Duration, wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError> {
         if let Some(urb) = self.reap_now()? {
             return Ok(Some(urb));
         }
-        if timeout.is_zero() || !self.poll_out(timeout)? {
+        if timeout.is_zero() || !self.poll_out(timeout, wake)? {
             return Ok(None);
         }
         self.reap_now()
@@ -563,7 +574,7 @@ impl Drop for UsbfsBackend {
         self.discard_all();
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.in_flight > 0 && Instant::now() < deadline {
-            match self.reap(Duration::from_millis(50)) {
+            match self.reap(Duration::from_millis(50), None) {
                 Ok(_) => {}
                 Err(BackendError::Disconnected) => break, // killed by the disconnect; no more DMA
                 Err(_) => break,
