@@ -20,18 +20,18 @@ use nix::errno::Errno;
 use ringbuf::traits::{Observer, Producer};
 use ringbuf::HeapProd;
 
-use super::backend::{Backend, BackendError, BackendInfo};
 use super::monitor::{raw_tap, RawSource, RawTap, SlotState, SlotStates};
-use super::plan::{ModeRequest, StreamConfig, UrbPlan};
+use super::plan::{ModeRequest, UrbPlan};
 use super::stats::{thread_cpu_ns, CaptureCounters, StatsSnapshot, PACKET_ERROR_COUNTERS};
-use super::wake::{Wake, WakeError};
 use crate::dma::probe::{self, ReadSpeed};
 use crate::dma::{
     human_bytes, BudgetError, BufferPool, MemoryLimit, MemoryPlan, PoolLayout, TransferPath,
     USBFS_MEMORY_MB_PATH,
 };
 use crate::dsp::{decode_into, PcmFormat};
+use crate::usb::backend::{Backend, BackendError, BackendInfo, StreamConfig};
 use crate::usb::urb::{IsoUrb, PacketStatus, UrbError, UrbStatusKind};
+use crate::usb::wake::{Wake, WakeError};
 
 /// How long one wait for a completion lasts at most (a stop or an attach cuts it short
 /// through the wake-up fd; the engine also looks at its publishing and no-data clocks
@@ -232,7 +232,7 @@ fn all_zero(b: &[u8]) -> bool {
     }) && rest.iter().all(|&x| x == 0)
 }
 
-/// Commands to the capture thread (a stop is not one: see [`Control`]).
+/// Commands to the capture thread (a stop is not one: see `Control`).
 #[derive(Debug)]
 pub enum Command {
     /// Start pushing into one more sink (see [`Capture::attach`]).
@@ -1081,7 +1081,7 @@ mod tests {
     impl Backend for Zeros {
         queued_test_device!("zeros");
         fn reap(&mut self, _timeout: Duration, wake: Option<&Wake>) -> Result<Option<IsoUrb>, BackendError> {
-            crate::capture::wake::sleep(wake, self.delay);
+            crate::usb::wake::sleep(wake, self.delay);
             let Some(mut urb) = self.queue.pop_front() else { return Ok(None) };
             let byte = if (self.zero)(self.urb) { 0 } else { 0x5A };
             self.urb += 1;
@@ -1137,7 +1137,7 @@ mod tests {
                 urb.complete(-libc::ENOENT, 0);
                 return Ok(Some(urb));
             }
-            crate::capture::wake::sleep(wake.filter(|_| self.wakeable), self.wait);
+            crate::usb::wake::sleep(wake.filter(|_| self.wakeable), self.wait);
             Ok(None)
         }
         fn discard_all(&mut self) {

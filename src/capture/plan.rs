@@ -1,29 +1,8 @@
 //! Sizing a capture: packets per URB and URBs in flight from the endpoint's interval, the
 //! bus speed and a target latency; and the mode the caller asked for.
 
-use crate::dsp::PcmFormat;
+use crate::usb::backend::StreamConfig;
 use crate::usb::urb::MAX_ISO_PACKETS;
-use crate::usb::Speed;
-
-/// The iso IN stream to capture, as the descriptors describe it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct StreamConfig {
-    /// Endpoint address (with the IN bit, e.g. 0x81).
-    pub endpoint: u8,
-    pub format: PcmFormat,
-    pub speed: Speed,
-    /// One packet every `interval` (micro)frames: 2^(bInterval-1).
-    pub interval: u32,
-    /// Bytes requested per packet: the endpoint's bytes per interval.
-    pub packet_len: u32,
-}
-
-impl StreamConfig {
-    /// Microseconds between packets.
-    pub fn packet_period_us(&self) -> u32 {
-        self.speed.frame_us() * self.interval
-    }
-}
 
 /// Which buffer memory to capture with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -76,7 +55,8 @@ impl UrbPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::SampleFormat;
+    use crate::dsp::{PcmFormat, SampleFormat};
+    use crate::usb::Speed;
 
     fn stream(speed: Speed, interval: u32) -> StreamConfig {
         StreamConfig {

@@ -19,11 +19,11 @@ use nix::libc;
 use super::schedule::{Faults, Schedule};
 use super::signal::{PcmTable, Signal, SignalError};
 use super::verify::Verifier;
-use crate::capture::wake::{self, Wake};
 use crate::capture::{Backend, BackendError, BackendInfo, StreamConfig};
 use crate::dma::{kernel_urb_overhead, Containment, MemoryLimit, Region, USB_MEMORY_STRUCT_BYTES};
 use crate::dsp::{PcmFormat, SampleFormat};
 use crate::usb::urb::IsoUrb;
+use crate::usb::wake::{self, Wake};
 use crate::usb::Speed;
 
 /// The endpoint address the simulated device streams on.

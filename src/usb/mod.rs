@@ -3,6 +3,7 @@
 //! Audio Class stream setup.
 
 pub mod asound;
+pub mod backend;
 pub mod bus;
 pub mod controller;
 pub mod descriptors;
@@ -13,6 +14,7 @@ pub mod uac;
 pub mod urb;
 pub mod usbfs;
 pub mod vhci;
+pub mod wake;
 
 /// Bus speed of a device (`USB_SPEED_*` in the kernel's ch9.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]

@@ -2,11 +2,11 @@
 //! them from snd-usb-audio, which gets them back when the capture ends), select the alt
 //! setting, set the sample rate, and hand back a ready usbfs backend.
 
+use super::backend::StreamConfig;
 use super::descriptors::{self, AudioStream, DescriptorError, Rates, UacVersion};
 use super::discovery::UsbDeviceInfo;
 use super::uac::{self, StreamRequest, UacError};
 use super::usbfs::{UsbfsBackend, UsbfsDevice, UsbfsError};
-use crate::capture::StreamConfig;
 use crate::dsp::PcmFormat;
 
 /// Why a device could not be opened for capture.
@@ -113,7 +113,7 @@ pub fn open_capture(info: &UsbDeviceInfo, req: &StreamRequest) -> Result<UsbCapt
     let detached: Vec<(u8, String)> =
         dev.claims().iter().filter_map(|(i, d)| d.as_ref().map(|d| (*i, d.clone()))).collect();
     let backend = UsbfsBackend::new(dev, name)?.on_bus(info.busnum, &info.sysfs_name);
-    let speed = crate::capture::Backend::info(&backend).speed;
+    let speed = super::backend::Backend::info(&backend).speed;
     let stream = StreamConfig {
         endpoint: chosen.endpoint.address,
         format: PcmFormat {

@@ -18,9 +18,10 @@ use nix::errno::Errno;
 use nix::libc;
 use nix::poll::{PollFd, PollFlags};
 
+use super::backend::{Backend, BackendError, BackendInfo};
 use super::urb::{usbdevfs_urb, IsoUrb};
+use super::wake::Wake;
 use super::{ControlTransfer, Speed};
-use crate::capture::{Backend, BackendError, BackendInfo, Wake};
 use crate::dma::{MemoryLimit, Region};
 
 /// `USBDEVFS_CAP_*` bits from GET_CAPABILITIES.
@@ -440,7 +441,7 @@ impl UsbfsBackend {
                 &mut alone
             }
         };
-        match crate::capture::wake::poll(fds, timeout) {
+        match super::wake::poll(fds, timeout) {
             Ok(0) => Ok(false),
             Ok(_) => {
                 let ev = fds[0].revents().unwrap_or(PollFlags::empty());

@@ -5,8 +5,29 @@ use std::time::Duration;
 
 use super::wake::Wake;
 use crate::dma::{MemoryLimit, Region};
+use crate::dsp::PcmFormat;
 use crate::usb::urb::{IsoUrb, UrbStatusKind};
 use crate::usb::Speed;
+
+/// The iso IN stream to capture, as the descriptors describe it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StreamConfig {
+    /// Endpoint address (with the IN bit, e.g. 0x81).
+    pub endpoint: u8,
+    pub format: PcmFormat,
+    pub speed: Speed,
+    /// One packet every `interval` (micro)frames: 2^(bInterval-1).
+    pub interval: u32,
+    /// Bytes requested per packet: the endpoint's bytes per interval.
+    pub packet_len: u32,
+}
+
+impl StreamConfig {
+    /// Microseconds between packets.
+    pub fn packet_period_us(&self) -> u32 {
+        self.speed.frame_us() * self.interval
+    }
+}
 
 /// What a backend says about itself once opened.
 #[derive(Clone, Debug, serde::Serialize)]
