@@ -425,8 +425,10 @@ s6() {
 s7() {
   plug --signal "$SIGNAL" || { result not-root FAIL "could not plug the device"; return; }
   su -s /bin/sh nobody -c "isoscope capture --device 1209:0001 --seconds 1 --quiet" 2>/tmp/p.log; rc=$?
-  msg=$(grep error /tmp/p.log | head -1)
-  if [ "$rc" != 0 ] && echo "$msg" | grep -q "60-isoscope.rules" && echo "$msg" | grep -q "udevadm"; then
+  # The error says what happened; the fix comes once, on its own line.
+  msg=$(grep -E "^isoscope: (error|fix):" /tmp/p.log | tr '\n' ' ')
+  if [ "$rc" != 0 ] && echo "$msg" | grep -q "permission denied" && echo "$msg" | grep -q "60-isoscope.rules" \
+     && echo "$msg" | grep -q "udevadm" && [ "$(grep -c '^isoscope: fix:' /tmp/p.log)" = 1 ]; then
     result not-root PASS "$(echo "$msg" | cut -c1-200)"
   else
     result not-root FAIL "exit $rc: $(tr '\n' ' ' < /tmp/p.log)"
