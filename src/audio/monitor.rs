@@ -393,13 +393,13 @@ impl Monitor {
         let stream = build_stream(&device.device, config, sample_format, callback, on_error)
             .map_err(|e| OutputError::from_cpal(&device.id, &e))?;
 
-        stream.play().map_err(|e| OutputError::from_cpal(&device.id, &e))?;
         let mut worker = worker;
         worker.stream = Some(stream);
-        let worker = std::thread::Builder::new()
-            .name("isoscope-monitor".into())
-            .spawn(move || worker.run())
-            .map_err(|e| MonitorError::Thread(e.to_string()))?;
+        let play = |w: &Worker| match &w.stream {
+            Some(stream) => stream.play().map_err(|e| OutputError::from_cpal(&device.id, &e).into()),
+            None => Ok(()),
+        };
+        let worker = spawn_after(worker, play, Worker::run)?;
         Ok(Monitor { worker: Some(worker), shared, controls, info, input_channels: format.channels })
     }
 
@@ -492,6 +492,24 @@ impl std::fmt::Debug for MonitorProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MonitorProbe")
     }
+}
+
+/// The name of the monitor's worker thread.
+const WORKER_THREAD: &str = "isoscope-monitor";
+
+/// Runs `play` on `state`, and only when it succeeds starts `run(state)` on the monitor's
+/// worker thread: a play that fails returns its error with no thread started, and `state`
+/// (the worker, and the stream it owns) is dropped, which stops cpal's own thread.
+fn spawn_after<T: Send + 'static>(
+    state: T,
+    play: impl FnOnce(&T) -> Result<(), MonitorError>,
+    run: fn(T),
+) -> Result<JoinHandle<()>, MonitorError> {
+    play(&state)?;
+    std::thread::Builder::new()
+        .name(WORKER_THREAD.into())
+        .spawn(move || run(state))
+        .map_err(|e| MonitorError::Thread(e.to_string()))
 }
 
 /// How long after the callback the card plays the buffer's first frame.
@@ -1155,6 +1173,44 @@ impl Worker {
 mod tests {
     use super::*;
     use ringbuf::traits::Producer;
+
+    /// Threads of this process named `name` (as the kernel keeps it: 15 bytes at most).
+    fn threads_named(name: &str) -> usize {
+        let name = &name.as_bytes()[..name.len().min(15)];
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.strip_suffix(b"\n").unwrap_or(comm) == name)
+            .count()
+    }
+
+    /// Stands in for the worker: spins every tick until told to stop, as the real one does.
+    fn spin_until_stopped(stop: Arc<AtomicBool>) {
+        while !stop.load(Relaxed) {
+            std::thread::sleep(WORKER_TICK);
+        }
+    }
+
+    #[test]
+    fn a_failed_play_leaves_no_worker_thread_running() {
+        let before = threads_named(WORKER_THREAD);
+        let stop = Arc::new(AtomicBool::new(false));
+        let refused = |_: &Arc<AtomicBool>| Err(MonitorError::Config("the output refused to play".into()));
+        let e = spawn_after(Arc::clone(&stop), refused, spin_until_stopped).unwrap_err();
+        assert!(e.to_string().contains("refused to play"), "{e}");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(threads_named(WORKER_THREAD), before, "a worker runs on after a failed play");
+        // The check sees a worker that does run.
+        let worker = spawn_after(Arc::clone(&stop), |_| Ok(()), spin_until_stopped).unwrap();
+        let t = Instant::now(); // the thread names itself once it runs
+        while threads_named(WORKER_THREAD) == before && t.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(threads_named(WORKER_THREAD), before + 1);
+        stop.store(true, Relaxed);
+        worker.join().unwrap();
+        assert_eq!(threads_named(WORKER_THREAD), before);
+    }
 
     fn callback(ring: HeapCons<f32>, marks: HeapCons<Mark>, shared: Arc<Shared>) -> Callback {
         Callback {

@@ -82,6 +82,7 @@ fn a_stop_overtakes_queued_starts_and_a_slow_open() {
         }
     }
     let took = cancelled.expect("the open was cancelled");
+    eprintln!("a stop during a 1 s open behind 10 queued commands took {took:?}");
     assert!(took < Duration::from_millis(50), "the stop took {took:?}");
     assert!(!v.running() && v.opening.is_none());
 }
@@ -98,6 +99,7 @@ fn a_stop_of_a_running_capture_is_honoured_at_once_behind_queued_commands() {
     }
     s.send(SessionCommand::Stop);
     let took = until(&s, &mut v, "the stop", |v| !v.running() && s.events().is_empty());
+    eprintln!("a stop behind 100 queued commands took {took:?}");
     // The first start may already run when the rest arrive; the others are skipped.
     assert!(took < Duration::from_millis(500), "{took:?}");
     std::thread::sleep(Duration::from_millis(100));
