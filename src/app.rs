@@ -150,12 +150,18 @@ impl IsoscopeApp {
     /// Applies the session's events; a capture with another format gets a new history.
     fn poll_session(&mut self) {
         while let Ok(ev) = self.session.events().try_recv() {
+            // What the last capture left in its ring goes into the history before a new
+            // capture's ring replaces it.
+            if let (crate::session::SessionEvent::Started(_), Some(ring)) = (&ev, &mut self.view.frames) {
+                self.history.drain_from(ring);
+            }
             if self.view.apply(ev) == crate::session::Applied::Started {
                 let f = self.view.live.as_ref().map(|l| l.info.stream.format);
                 if let Some(f) = f.filter(|f| {
                     self.history.rate != f.rate || self.history.channels.len() != usize::from(f.channels)
                 }) {
-                    // Drain what the last capture left before it is replaced.
+                    // Another format: a new history, view and analysis (no peak held
+                    // from the last one).
                     self.history = History::within(
                         f.rate,
                         usize::from(f.channels),
