@@ -486,12 +486,7 @@ fn hotplug_is_shown_and_the_new_device_is_in_the_menu() {
     let mut h = harness_with("sim", cfg);
     step_until(&mut h, "the capture", |a| a.running());
     let dev = isoscope::sim::VirtualDevice::new(Default::default()).unwrap();
-    let d = sys.path().join("1-1");
-    std::fs::create_dir_all(&d).unwrap();
-    for (f, v) in [("busnum", "1\n"), ("devnum", "7\n"), ("idVendor", "1209\n"), ("idProduct", "0001\n")] {
-        std::fs::write(d.join(f), v).unwrap();
-    }
-    std::fs::write(d.join("descriptors"), dev.descriptor_bytes()).unwrap();
+    dev.write_sysfs(sys.path(), 7).unwrap();
     step_until(&mut h, "the hotplug notice", |a| a.view.hotplug.is_some());
     h.get_by_label_contains("USB plugged in: 001:007 1209:0001");
     assert!(h.state().view.devices.iter().any(|e| e.selector == "1209:0001"));

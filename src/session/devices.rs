@@ -91,6 +91,13 @@ pub fn builtin_entries() -> Vec<DeviceEntry> {
     v
 }
 
+/// The whole picker: the built-in entries, then `usb`.
+pub fn picker_entries(usb: &[DeviceEntry]) -> Vec<DeviceEntry> {
+    let mut v = builtin_entries();
+    v.extend(usb.iter().cloned());
+    v
+}
+
 /// The USB audio capture devices among `devices`, as picker entries. A device is named by
 /// VID:PID when no other device shares it (stable across replugs and restarts, so the saved
 /// choice finds it again), else by BUS:DEV.

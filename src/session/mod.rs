@@ -381,9 +381,7 @@ impl Worker {
                 let root =
                     self.cfg.hotplug.as_ref().map_or(PathBuf::from(SYSFS_USB_DEVICES), |(r, _)| r.clone());
                 let list = crate::usb::discovery::list_devices(&root).unwrap_or_default();
-                let mut entries = devices::builtin_entries();
-                entries.extend(devices::usb_entries(&list));
-                self.emit(SessionEvent::Devices(entries, None));
+                self.emit(SessionEvent::Devices(devices::picker_entries(&devices::usb_entries(&list)), None));
             }
             SessionCommand::Record(Some(req)) => self.start_recording(&req),
             SessionCommand::Record(None) => self.stop_recording(),
@@ -497,19 +495,13 @@ impl Worker {
         let failure = failure.or(late).map(|e| Problem::capture(&e));
         self.emit(SessionEvent::Stopped(Stopped { stats: stats.clone(), failure, unplugged }));
         self.stop_recording();
-        if let Some(m) = self.monitor.take() {
-            let name = monitor_name(m.info());
-            self.emit(SessionEvent::MonitorStopped(m.stop(), name));
-        }
+        self.stop_monitor();
         Some((stats, path))
     }
 
     /// Starts (or restarts) the monitor on the running capture, as [`Worker::listen`] says.
     fn start_monitor(&mut self) {
-        if let Some(m) = self.monitor.take() {
-            let name = monitor_name(m.info());
-            self.emit(SessionEvent::MonitorStopped(m.stop(), name));
-        }
+        self.stop_monitor();
         let (Some(live), Some(listen)) = (&self.live, &self.listen) else { return };
         let format = live.capture.info().stream.format;
         // A saved map that does not fit this device falls back to the default.
@@ -644,8 +636,7 @@ impl Worker {
     fn hotplug(&mut self) {
         let Some(list) = self.watcher.as_ref().and_then(HotplugWatcher::poll) else { return };
         let new = devices::usb_entries(&list);
-        let mut entries = devices::builtin_entries();
-        entries.extend(new.iter().cloned());
+        let entries = devices::picker_entries(&new);
         let (change, action) = match (&self.usb, &self.wanted) {
             (Some(old), wanted) => {
                 let st = CaptureState {

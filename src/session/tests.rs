@@ -174,12 +174,7 @@ fn hotplug_is_said_and_a_replugged_device_is_tried_again() {
     s.send(SessionCommand::Start(request("auto")));
     until(&s, &mut v, "the simulated device", |v| v.running() && v.simulated());
     let dev = crate::sim::VirtualDevice::new(Default::default()).unwrap();
-    let d = sys.path().join("1-1");
-    std::fs::create_dir_all(&d).unwrap();
-    for (f, val) in [("busnum", "1\n"), ("devnum", "7\n"), ("idVendor", "1209\n"), ("idProduct", "0001\n")] {
-        std::fs::write(d.join(f), val).unwrap();
-    }
-    std::fs::write(d.join("descriptors"), dev.descriptor_bytes()).unwrap();
+    let d = dev.write_sysfs(sys.path(), 7).unwrap();
     // The list shows it, the change is said, and auto on the simulated device tries the new
     // device (its node is not there, so auto falls back to the simulated one and runs).
     let t = Instant::now();

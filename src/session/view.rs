@@ -206,11 +206,11 @@ impl SessionView {
     }
 
     /// The running monitor's statistics (or, frozen, the last one's), its output name, and
-    /// whether it still plays.
-    pub fn monitor_stats(&self) -> Option<(MonitorStats, String, bool)> {
+    /// whether it still plays. Read once per frame: the name is borrowed, not copied.
+    pub fn monitor_stats(&self) -> Option<(MonitorStats, &str, bool)> {
         match &self.monitor {
-            Some(m) => Some((m.probe.stats(), m.name.clone(), true)),
-            None => self.last_monitor.clone().map(|(st, name)| (st, name, false)),
+            Some(m) => Some((m.probe.stats(), &m.name, true)),
+            None => self.last_monitor.as_ref().map(|(st, name)| (st.clone(), name.as_str(), false)),
         }
     }
 }

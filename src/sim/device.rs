@@ -173,6 +173,27 @@ impl VirtualDevice {
         [self.device_descriptor.as_slice(), self.config_descriptor.as_slice()].concat()
     }
 
+    /// Writes the device as sysfs shows it (`busnum`, `devnum`, `idVendor`, `idProduct`,
+    /// `descriptors`) into `root/1-1`, as if plugged into bus 1: hotplug and discovery tests
+    /// plug it into a folder that stands in for `/sys/bus/usb/devices`. Returns the folder
+    /// (remove it to unplug).
+    pub fn write_sysfs(&self, root: &std::path::Path, devnum: u8) -> std::io::Result<std::path::PathBuf> {
+        let d = root.join("1-1");
+        std::fs::create_dir_all(&d)?;
+        let dd = &self.device_descriptor;
+        let id = |at: usize| format!("{:04x}\n", u16::from_le_bytes([dd[at], dd[at + 1]]));
+        for (f, v) in [
+            ("busnum", "1\n".to_string()),
+            ("devnum", format!("{devnum}\n")),
+            ("idVendor", id(8)),
+            ("idProduct", id(10)),
+        ] {
+            std::fs::write(d.join(f), v)?;
+        }
+        std::fs::write(d.join("descriptors"), self.descriptor_bytes())?;
+        Ok(d)
+    }
+
     /// The device descriptor (18 bytes).
     pub fn device_descriptor(&self) -> &[u8] {
         &self.device_descriptor

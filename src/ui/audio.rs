@@ -167,7 +167,7 @@ fn monitor_and_record(ui: &mut egui::Ui, s: &mut AudioSettings, cx: &mut PanelCx
     egui::ComboBox::from_id_salt("channel_map").width(200.0).selected_text(current).show_ui(ui, |ui| {
         for (m, label) in &choices {
             if ui.selectable_value(&mut s.channel_map, m.clone(), label).changed() {
-                cx.commands.push(Command::SetChannelMap(s.channel_map.clone()));
+                cx.send(Command::SetChannelMap(s.channel_map.clone()));
             }
         }
     });
@@ -178,7 +178,7 @@ fn monitor_and_record(ui: &mut egui::Ui, s: &mut AudioSettings, cx: &mut PanelCx
     if restart && s.monitor {
         cx.send(Command::RestartMonitor);
     }
-    if let Some((st, name, playing)) = &v.monitor_stats() {
+    if let Some((st, name, playing)) = v.monitor_stats() {
         let ms = latency_text;
         if !playing {
             ui.small("Last listen (stopped):");

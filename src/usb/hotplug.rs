@@ -2,7 +2,7 @@
 //! it changes. It wakes on the kernel's uevents (a `NETLINK_KOBJECT_UEVENT` socket, as
 //! udev and nusb's `linux_usbfs/hotplug.rs` do) and also rescans on a timer, which is all
 //! it has where netlink is not allowed (some containers) and for a sysfs tree that is not
-//! the kernel's (tests). Stop is an eventfd polled with the socket: it is immediate.
+//! the kernel's (tests). Stop is a [`Wake`] eventfd polled with the socket: it is immediate.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -10,13 +10,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::socket::{
     bind, recv, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
 use super::discovery::{list_devices, UsbDeviceInfo};
+use super::wake::{self, Wake};
 
 /// How long after a uevent the tree is read (a device's interfaces and descriptors appear
 /// in sysfs over a few events; one scan after they settle, not one per event).
@@ -34,7 +34,7 @@ pub enum HotplugSource {
 /// A running watcher. Dropping it stops the thread.
 pub struct HotplugWatcher {
     updates: Receiver<Vec<UsbDeviceInfo>>,
-    stop: std::sync::Arc<EventFd>,
+    stop: std::sync::Arc<Wake>,
     source: HotplugSource,
     thread: Option<JoinHandle<()>>,
 }
@@ -45,7 +45,7 @@ impl HotplugWatcher {
     /// `every`; `uevents` says whether to listen to the kernel as well (only meaningful for
     /// the real sysfs). The first list is sent at once.
     pub fn start(root: PathBuf, every: Duration, uevents: bool) -> std::io::Result<HotplugWatcher> {
-        let stop = std::sync::Arc::new(EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?);
+        let stop = std::sync::Arc::new(Wake::new().map_err(|e| std::io::Error::from(e.0))?);
         let socket = if uevents { uevent_socket().ok() } else { None };
         let source = if socket.is_some() { HotplugSource::Uevents } else { HotplugSource::Polling };
         let (tx, updates) = crossbeam_channel::bounded(4);
@@ -67,12 +67,11 @@ impl HotplugWatcher {
                     next_scan = now + every;
                 }
                 let timeout = next_scan.saturating_duration_since(Instant::now());
-                let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
                 let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
                 if let Some(s) = &socket {
                     fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
                 }
-                if poll(&mut fds, PollTimeout::from(ms)).is_err() {
+                if wake::poll(&mut fds, timeout).is_err() {
                     std::thread::sleep(timeout.min(Duration::from_millis(100)));
                     continue;
                 }
@@ -110,7 +109,7 @@ impl HotplugWatcher {
 
 impl Drop for HotplugWatcher {
     fn drop(&mut self) {
-        let _ = self.stop.write(1);
+        self.stop.signal();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -1,6 +1,7 @@
-//! A wake-up fd for the capture thread: an eventfd that the controlling thread writes and
-//! the capture thread polls together with the device's own fd, so a stop (or a new sink)
-//! cuts the wait for a completion short instead of waiting it out.
+//! A wake-up fd for a worker thread (the capture thread, the hotplug watcher): an eventfd
+//! that the controlling thread writes and the worker polls together with its own fd (the
+//! device's, the uevent socket), so a stop (or a new sink) cuts the wait short instead of
+//! waiting it out.
 //!
 //! The fd only wakes; what to do is said elsewhere (a stop flag, the command channel), and
 //! the capture thread reads those on every turn, so a wake-up that comes while it is busy
@@ -17,8 +18,8 @@ use nix::sys::time::TimeSpec;
 
 /// Why a wake-up fd could not be made.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("cannot create the capture thread's wake-up eventfd: {0}")]
-pub struct WakeError(#[from] Errno);
+#[error("cannot create a wake-up eventfd: {0}")]
+pub struct WakeError(#[from] pub Errno);
 
 /// An eventfd in non-blocking mode: [`Wake::signal`] makes it readable until [`Wake::clear`].
 #[derive(Debug)]
