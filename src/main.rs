@@ -14,8 +14,7 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("isoscope: error: {}", report(&err));
             // The remedy, where the library knows one, in the command line's words.
-            let fix = err.chain().find_map(|c| c.downcast_ref::<isoscope::source::SourceError>()?.fix());
-            if let Some(fix) = fix {
+            if let Some(fix) = isoscope::fix::find(err.as_ref()) {
                 eprintln!("isoscope: fix: {}", fix.for_cli());
             }
             ExitCode::FAILURE
@@ -23,16 +22,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, each said once: library errors already quote their source
-/// in their own message, so a cause the message contains is not repeated.
+/// The error and its causes. Each is said once: a library error that quotes its cause in
+/// its message does not also return it as its `source()`.
 fn report(err: &anyhow::Error) -> String {
-    let mut msg = err.to_string();
-    for cause in err.chain().skip(1) {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-    }
-    msg
+    err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }

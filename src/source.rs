@@ -36,7 +36,7 @@ impl SourceError {
     /// The standard remedy, if there is one (each front end says it in its own words).
     pub fn fix(&self) -> Option<Fix> {
         match self {
-            SourceError::Open(OpenError::Usbfs(e)) => e.fix(),
+            SourceError::Open(e) => e.fix(),
             SourceError::Discovery(_) => Some(Fix::NoSysfs),
             SourceError::NotFound(_) => Some(Fix::PickDevice),
             _ => None,

@@ -13,7 +13,7 @@
 //! latency headroom (seen here for a minute or two after a big build, and for long spells
 //! on a busy virtual machine) empties any 20 ms output; such a run is told apart by a probe
 //! thread and run again, and when no run is free of stalls, each underrun must be matched
-//! by a stall of the machine itself ([`play_checked`]).
+//! by a stall of the machine itself ([`support::checked_runs`]).
 //!
 //! Needs `libasound2-dev` to build and `libasound2-data` (alsa.conf) to run.
 
@@ -56,85 +56,39 @@ fn alsa_dir(test: &str) -> Option<PathBuf> {
     })
 }
 
-/// What one real-time run gave: the monitor's statistics, the capture's ring drops, the
-/// samples the PCM received, and the longest stall of the machine itself during the run.
+/// What one real-time run gave: the monitor's statistics, the capture's ring drops and the
+/// samples the PCM received.
 struct Played {
     stats: MonitorStats,
     drops: u64,
     samples: Vec<f32>,
-    machine_stall_ms: f64,
-    /// How many times the machine stalled for longer than [`STALL_LIMIT_MS`].
-    machine_stalls: u64,
 }
 
 /// A stall of the whole machine longer than this (the 20 ms target minus the card's two
 /// periods) empties the output whatever the monitor does.
 const STALL_LIMIT_MS: f64 = 12.0;
 
-/// Runs `play` and `check`s it; returns the run and how many glitches were excused (0 for
-/// a clean run). `check(p, excused)` passes a run whose underruns, overruns and glitched
-/// windows are within `excused` stalls' worth. A failed check is run again (up to five runs
-/// in all) only when a probe thread that sleeps 1 ms at a time saw the machine itself stall
-/// for longer than [`STALL_LIMIT_MS`] during that run (seen here after big builds and on a
-/// busy virtual machine: 15-54 ms stalls of every process, with the monitor's underruns in
-/// the same runs). When the last run stalled too, it passes only if each underrun and
-/// overrun is matched by one of its stalls (`check(p, stalls)`); any other failure fails.
+/// Runs `play` and `check`s it, five runs at most, as [`support::checked_runs`] says: a
+/// failed check is run again only when a probe saw the machine itself stall for longer than
+/// [`STALL_LIMIT_MS`] (seen here after big builds and on a busy virtual machine: 15-54 ms
+/// stalls of every process, with the monitor's underruns in the same runs).
 fn play_checked(
     what: &str,
-    run: impl Fn() -> Played,
+    run: impl Fn() -> (Played, support::Stalls),
     check: impl Fn(&Played, u64) -> Result<(), String>,
 ) -> (Played, u64) {
-    const RUNS: usize = 5;
-    for attempt in 1..=RUNS {
-        let p = run();
-        let stalled = p.machine_stall_ms > STALL_LIMIT_MS;
-        match check(&p, 0) {
-            Ok(()) => return (p, 0),
-            Err(e) if stalled && attempt < RUNS => eprintln!(
-                "{what}: run {attempt}: {e}; the machine itself stalled {} times, for up to {:.1} ms: running again",
-                p.machine_stalls, p.machine_stall_ms
-            ),
-            Err(e) if stalled => match check(&p, p.machine_stalls) {
-                Ok(()) => {
-                    eprintln!(
-                        "{what}: no run of {RUNS} was free of machine stalls; the last passes with its \
-                         glitches each matched by one of its {} stalls (up to {:.1} ms): {e}",
-                        p.machine_stalls, p.machine_stall_ms
-                    );
-                    let excused = p.machine_stalls;
-                    return (p, excused);
-                }
-                Err(e) => panic!(
-                    "{what}: {e}, more than its {} machine stalls (up to {:.1} ms) account for",
-                    p.machine_stalls, p.machine_stall_ms
-                ),
-            },
-            Err(e) => panic!("{what}: {e} (longest machine stall in this run: {:.1} ms)", p.machine_stall_ms),
-        }
-    }
-    unreachable!("the last run returns or panics")
-}
-
-/// The longest time a thread asking to sleep 1 ms was away, and how many times it was away
-/// for longer than [`STALL_LIMIT_MS`], until `stop` is set.
-fn stall_probe(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<(f64, u64)> {
-    std::thread::spawn(move || {
-        let mut worst = Duration::ZERO;
-        let mut stalls = 0;
-        let mut last = std::time::Instant::now();
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(1));
-            let now = std::time::Instant::now();
-            worst = worst.max(now - last);
-            stalls += u64::from((now - last).as_secs_f64() * 1000.0 > STALL_LIMIT_MS);
-            last = now;
-        }
-        (worst.as_secs_f64() * 1000.0, stalls)
-    })
+    support::checked_runs(what, 5, run, check)
 }
 
 /// Plays a 1 kHz sine from the simulated device at `rate` to `pcm` for `seconds`.
-fn play(dir: &Path, pcm: &str, rate: u32, clock_ppm: f64, seconds: f64, output_rate: Option<u32>) -> Played {
+fn play(
+    dir: &Path,
+    pcm: &str,
+    rate: u32,
+    clock_ppm: f64,
+    seconds: f64,
+    output_rate: Option<u32>,
+) -> (Played, support::Stalls) {
     // One real-time run at a time: on a 2-core machine three of them at once (each a
     // capture thread, a resampling worker and an ALSA thread, in a debug build) starve
     // each other, which is a test of the machine, not of the monitor.
@@ -155,8 +109,7 @@ fn play(dir: &Path, pcm: &str, rate: u32, clock_ppm: f64, seconds: f64, output_r
         pacing: Pacing::HostClock,
         ..MonitorConfig::default()
     };
-    let probe_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probe = stall_probe(std::sync::Arc::clone(&probe_stop));
+    let probe = support::StallProbe::start(STALL_LIMIT_MS);
     let monitor = Monitor::start(cons, format, &cfg).expect("the test PCM opens");
     assert_eq!(monitor.info().sample_format, "f32", "the file PCM takes float");
     let capture = Capture::start(
@@ -170,11 +123,10 @@ fn play(dir: &Path, pcm: &str, rate: u32, clock_ppm: f64, seconds: f64, output_r
     let (cap, failure) = capture.stop();
     assert!(failure.is_none(), "{failure:?}");
     let stats = monitor.stop();
-    probe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (machine_stall_ms, machine_stalls) = probe.join().unwrap();
+    let stalls = probe.finish();
     let bytes = std::fs::read(dir.join(format!("{pcm}.raw"))).unwrap();
     let samples = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    Played { stats, drops: cap.ring_drops, samples, machine_stall_ms, machine_stalls }
+    (Played { stats, drops: cap.ring_drops, samples }, stalls)
 }
 
 /// Fits `a sin(wt) + b cos(wt) + c` to `x` at angular frequency `w` (rad/sample); returns

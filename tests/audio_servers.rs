@@ -20,7 +20,13 @@
 //!   says it holds (the target, or the server's reported delay plus its bursts when that is
 //!   more) plus 20 ms (one quantum of cpal's PulseAudio client); what it holds below 150 ms.
 //!
-//! The device clock runs at 0 and at +-500 ppm. One run at a time (real time, 2 cores).
+//! The device clock runs at 0 and at +-500 ppm. One run at a time (real time, 2 cores). A
+//! probe thread that sleeps 1 ms at a time watches the machine itself: a run that fails
+//! while the machine stalled for longer than a quantum is run again (three runs at most),
+//! and the last passes only if each gap, underrun or overrun beyond the above is matched by
+//! one of its stalls. (On CI, a PipeWire run heard a 10.7 ms gap with the monitor reporting
+//! no underrun; with isoscope's threads at SCHED_FIFO the single-quantum gaps stayed, so
+//! they are the server's scheduling, not the client's.)
 //! The servers, `parec` and the ALSA plugins come from Debian's pulseaudio, pulseaudio-utils,
 //! pipewire, pipewire-bin, pipewire-pulse, pipewire-alsa, wireplumber, dbus and
 //! libasound2-plugins (`scripts/deps servers`). Without them these tests say so and pass,
@@ -28,6 +34,8 @@
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
 
 const SINK: &str = "iso_null";
 const RATE: u32 = 48_000;
@@ -283,9 +291,29 @@ fn analyse(raw: &[u8]) -> Heard {
     Heard { gaps, freq_hz, rms_dbfs: 20.0 * rms.log10(), tone_s: (end - start) as f64 / f64::from(RATE) }
 }
 
+/// What one run gave: the monitor's statistics, what the sink heard, and both in words.
+struct Run {
+    report: Report,
+    heard: Heard,
+    summary: String,
+    pipewire: bool,
+    seconds: f64,
+}
+
+/// A stall of the whole machine longer than this (about one quantum of the server's graph,
+/// 256 frames at 48 kHz) can leave the sink a quantum of silence whatever a client does.
+const STALL_LIMIT_MS: f64 = 5.0;
+
 /// Plays the sine through `host` for `seconds` at a device clock of `ppm`, records the sink,
-/// and checks it all.
+/// and checks it all; a run that fails while the machine itself stalled is run again, three
+/// runs at most ([`support::checked_runs`]).
 fn play_and_check(server: &Server, host: &str, ppm: f64, seconds: f64) {
+    let what = format!("{} server, {host} host, device clock {ppm:+} ppm", server.kind);
+    support::checked_runs(&what, 3, || play(server, host, ppm, seconds), check);
+}
+
+/// One run, and how the machine behaved during it.
+fn play(server: &Server, host: &str, ppm: f64, seconds: f64) -> (Run, support::Stalls) {
     let what = format!("{} server, {host} host, device clock {ppm:+} ppm", server.kind);
     let rec_path = server.dir.path().join(format!("{host}{ppm}.raw"));
     let json = server.dir.path().join(format!("{host}{ppm}.json"));
@@ -306,6 +334,7 @@ fn play_and_check(server: &Server, host: &str, ppm: f64, seconds: f64) {
         .spawn()
         .expect("parec");
     std::thread::sleep(Duration::from_millis(500));
+    let probe = support::StallProbe::start(STALL_LIMIT_MS);
     let out = server
         .command(env!("CARGO_BIN_EXE_isoscope"))
         .args(["monitor", "--device", "sim:sine:1000", "--rate", "48000", "--host", host])
@@ -321,6 +350,7 @@ fn play_and_check(server: &Server, host: &str, ppm: f64, seconds: f64) {
         .arg(&json)
         .output()
         .unwrap();
+    let stalls = probe.finish();
     std::thread::sleep(Duration::from_millis(500));
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(parec.id() as i32),
@@ -356,34 +386,47 @@ fn play_and_check(server: &Server, host: &str, ppm: f64, seconds: f64) {
         report.output_clock_ppm,
         report.ratio_mean,
     );
-    eprintln!("{summary}");
-    assert!(
-        report.output_fault.is_none(),
-        "{summary}: the output was judged not a clock: {:?}",
-        report.output_fault
-    );
-    let allowed = if server.kind == "pipewire" { (seconds / 10.0) as usize } else { 0 };
-    assert!(
-        heard.gaps.len() <= allowed && heard.gaps.iter().all(|g| g.1 < 5.5),
-        "{summary}: at most {allowed} gaps"
-    );
+    eprintln!("{summary}; {stalls}");
+    (Run { report, heard, summary, pipewire: server.kind == "pipewire", seconds }, stalls)
+}
+
+/// The checks of one run; `excused` machine stalls may each account for one more gap (of
+/// any length), underrun or overrun.
+fn check(run: &Run, excused: u64) -> Result<(), String> {
+    let Run { report, heard, summary, .. } = run;
+    let fail = |why: &str| Err(format!("{summary}: {why}"));
+    if let Some(fault) = &report.output_fault {
+        return fail(&format!("the output was judged not a clock: {fault:?}"));
+    }
+    let allowed = if run.pipewire { (run.seconds / 10.0) as u64 } else { 0 } + excused;
+    let long = heard.gaps.iter().filter(|g| g.1 >= 5.5).count() as u64;
+    if heard.gaps.len() as u64 > allowed || long > excused {
+        return fail(&format!(
+            "at most {allowed} gaps, none longer than a quantum but for the {excused} the machine's stalls excuse"
+        ));
+    }
     // The server's graph clock is its own (a timer-driven null sink runs slow of the host's
     // by hundreds to thousands of ppm here, varying with load), so the tone is checked within
     // 3000 ppm; that the drift loop follows the device's +-500 ppm is shown by the latency
     // held for the whole run with no underrun, overrun or more than 3 resyncs (untracked,
     // 500 ppm moves the fill 30 ms a minute).
-    assert!((heard.freq_hz - 1000.0).abs() < 3.0, "{summary}: the tone should be 1000 Hz within 3000 ppm");
-    assert!((heard.rms_dbfs - (-9.03)).abs() < 0.5, "{summary}: the level should be -9.03 dBFS");
-    assert!(report.underruns <= 2 && report.overruns <= 2 && report.resyncs <= 3, "{summary}");
+    if (heard.freq_hz - 1000.0).abs() >= 3.0 {
+        return fail("the tone should be 1000 Hz within 3000 ppm");
+    }
+    if (heard.rms_dbfs - (-9.03)).abs() >= 0.5 {
+        return fail("the level should be -9.03 dBFS");
+    }
+    if report.underruns > 2 + excused || report.overruns > 2 + excused || report.resyncs > 3 {
+        return fail("at most 2 underruns, 2 overruns and 3 resyncs");
+    }
     let (median, holding) = (report.latency_ms_median.unwrap(), report.holding_ms.unwrap());
-    assert!(
-        median > 18.0 && median < holding + 20.0,
-        "{summary}: the median should lie between the target and 20 ms over what the monitor holds"
-    );
-    assert!(
-        (19.0..150.0).contains(&holding),
-        "{summary}: the latency held should be the 20 ms target or the server's delay"
-    );
+    if !(median > 18.0 && median < holding + 20.0) {
+        return fail("the median should lie between the target and 20 ms over what the monitor holds");
+    }
+    if !(19.0..150.0).contains(&holding) {
+        return fail("the latency held should be the 20 ms target or the server's delay");
+    }
+    Ok(())
 }
 
 /// Plays at 0 and +-500 ppm through `host`.

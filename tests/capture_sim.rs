@@ -133,13 +133,11 @@ fn over_the_usbfs_cap_zero_copy_fails_before_streaming_and_auto_falls_back_visib
     .expect("zero-copy must be refused");
     let msg = err.to_string();
     assert!(matches!(err, CaptureError::Budget { .. }), "{msg}");
-    for needle in [
-        "usbfs_memory_mb is 1 MiB",
-        "/sys/module/usbcore/parameters/usbfs_memory_mb",
-        "usbcore.usbfs_memory_mb=",
-        "--urbs",
-    ] {
-        assert!(msg.contains(needle), "'{needle}' missing from: {msg}");
+    assert!(msg.contains("usbfs_memory_mb is 1 MiB"), "{msg}");
+    // The remedy is the error's fix kind, which the command line says with its flags.
+    let fix = err.fix().expect("a remedy").for_cli();
+    for needle in ["/sys/module/usbcore/parameters/usbfs_memory_mb", "usbcore.usbfs_memory_mb=", "--urbs"] {
+        assert!(fix.contains(needle), "'{needle}' missing from: {fix}");
     }
 
     let run = capture(&dev, &cfg, 2_000, 8 << 20).unwrap();
@@ -163,7 +161,8 @@ fn a_failing_mmap_errors_in_zerocopy_mode_and_falls_back_in_auto() {
             .unwrap();
         assert!(matches!(err, CaptureError::ZeroCopyUnavailable { .. }));
         assert!(err.to_string().contains(needle), "{err}");
-        assert!(err.to_string().contains("--mode auto"), "{err}");
+        assert_eq!(err.fix(), Some(isoscope::fix::Fix::CopyMode), "{err}");
+        assert!(isoscope::fix::Fix::CopyMode.for_cli().contains("--mode auto"));
         let run = capture(&dev, &mode_cfg(ModeRequest::Auto), 1_000, 1 << 20).unwrap();
         assert_eq!(run.info.path, TransferPath::Copy);
         assert!(run.info.fallback.unwrap().contains(needle));

@@ -43,3 +43,73 @@ fn usb_and_dma_never_reach_up_into_the_engine_or_the_front_ends() {
 fn the_session_has_no_window_in_it() {
     assert_never_names("session", &["egui", "eframe", "crate::ui", "crate::app"]);
 }
+
+/// Library files, except the one that renders remedies for the command line.
+fn library_sources() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    sources(&root)
+        .into_iter()
+        .filter(|(p, _)| {
+            !(p.contains("/src/cli/") || p.ends_with("/src/main.rs") || p.ends_with("/src/fix.rs"))
+        })
+        .collect()
+}
+
+/// The lines of `text` outside `#[cfg(test)]` modules and `tests.rs` files, without comments.
+fn shipped_code(path: &str, text: &str) -> Vec<(usize, String)> {
+    if path.ends_with("/tests.rs") {
+        return Vec::new();
+    }
+    let end = text.find("#[cfg(test)]\nmod ").unwrap_or(text.len());
+    text[..end]
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with("//"))
+        .map(|(n, l)| (n + 1, l.to_string()))
+        .collect()
+}
+
+/// Flags that are cargo's, not isoscope's (the build hint for a missing sound host).
+const CARGO_FLAGS: [&str; 2] = ["--release", "--features"];
+
+#[test]
+fn library_text_names_no_command_line_flag() {
+    // Remedies are `fix::Fix` kinds that each front end says in its own words.
+    for (path, text) in library_sources() {
+        for (n, line) in shipped_code(&path, &text) {
+            let Some(quoted) = line.find('"').map(|i| &line[i..]) else { continue };
+            let mut rest = quoted;
+            while let Some(i) = rest.find("--") {
+                let flag: String =
+                    rest[i..].chars().take_while(|c| *c == '-' || c.is_ascii_lowercase()).collect();
+                if flag.len() > 2 && !CARGO_FLAGS.contains(&flag.as_str()) {
+                    panic!("{path}:{n}: {flag} in library text (give the error a fix::Fix instead): {line}");
+                }
+                rest = &rest[i + 2..];
+            }
+        }
+    }
+}
+
+#[test]
+fn library_errors_say_each_cause_once() {
+    // thiserror makes a field named `source`, or a `#[from]`, the error's `source()`: its
+    // message must not print it too (the command line prints the chain).
+    for (path, text) in library_sources() {
+        let lines = shipped_code(&path, &text);
+        for (i, (n, line)) in lines.iter().enumerate() {
+            if line.contains("#[error(") {
+                let attr: String = lines[i..].iter().take(6).map(|(_, l)| l.as_str()).collect();
+                let attr = &attr[..attr.find(")]").unwrap_or(attr.len())];
+                assert!(!attr.contains("{source"), "{path}:{n}: prints its source: {line}");
+            }
+            if line.contains("#[from]") || line.contains("#[source]") {
+                let above = if i > 0 { lines[i - 1].1.as_str() } else { "" };
+                assert!(
+                    above.contains("#[error(transparent)]") || line.contains("#[error(transparent)]"),
+                    "{path}:{n}: a source whose message is not transparent (say it, or return it, not both): {line}"
+                );
+            }
+        }
+    }
+}

@@ -259,7 +259,8 @@ fn without_that_sound_card_the_monitor_says_so_and_the_capture_goes_on() {
     let a = h.state();
     assert!(a.running() && a.view.monitor.is_none());
     let e = a.view.monitor_error.clone().unwrap();
-    assert!(e.contains("no-such-output") && e.contains("--output"), "{e}");
+    assert!(e.message.contains("no-such-output") && !e.message.contains("--"), "{e}");
+    assert_eq!(e.fix.as_deref(), Some("Pick another output in the Audio panel."), "the window's words: {e}");
 }
 
 #[test]

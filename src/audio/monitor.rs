@@ -113,6 +113,16 @@ pub enum MonitorError {
     Thread(String),
 }
 
+impl MonitorError {
+    /// What to change, where there is a remedy.
+    pub fn fix(&self) -> Option<crate::fix::Fix> {
+        match self {
+            MonitorError::Output(e) => e.fix(),
+            _ => None,
+        }
+    }
+}
+
 impl From<ChannelMapError> for MonitorError {
     fn from(e: ChannelMapError) -> MonitorError {
         MonitorError::Config(e.0)

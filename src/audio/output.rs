@@ -103,38 +103,31 @@ pub enum OutputError {
     #[error(
         "no sound output: {detail}. Capture, plots and recording work without one; to listen, \
          start a sound server (PipeWire or PulseAudio) or connect a sound card (`aplay -l` lists \
-         what ALSA sees), or pick an output (`isoscope monitor --list-outputs`)"
+         what ALSA sees)"
     )]
     NoSoundCard { detail: String },
     /// This build leaves the host out.
     #[error(
-        "this isoscope was built without {host} support. Use {}, or rebuild with \
-         `cargo build --release --features {}`",
-        if *host == AudioHost::PipeWire { "--host pulseaudio (PipeWire serves it too, through pipewire-pulse)" } else { "--host alsa" },
+        "this isoscope was built without {host} support{}; rebuilding with `cargo build --release \
+         --features {}` adds it",
+        if *host == AudioHost::PipeWire { " (PipeWire serves PulseAudio's protocol too, through pipewire-pulse)" } else { "" },
         host.name()
     )]
     HostNotBuilt { host: AudioHost },
     /// The host's server does not run or does not answer.
-    #[error(
-        "{host} is not running or does not answer ({detail}). Start it, or pick another with --host \
-         (running here: {})",
-        running_list()
-    )]
+    #[error("{host} is not running or does not answer ({detail}); running here: {}", running_list())]
     HostNotRunning { host: AudioHost, detail: String },
     /// The output named does not exist.
-    #[error("no audio output named '{wanted}'. Outputs: {available}. Pass one of them to --output")]
+    #[error("no audio output named '{wanted}'. Outputs: {available}")]
     NotFound { wanted: String, available: String },
     /// A part of a name that fits more than one output.
-    #[error("'{wanted}' fits several outputs: {matches}. Pass the whole name to --output, or --host")]
+    #[error("'{wanted}' fits several outputs: {matches}; name one of them whole")]
     Ambiguous { wanted: String, matches: String },
     /// Another program holds the device.
-    #[error(
-        "audio output '{device}' is busy: another program is playing to it. Close that program, \
-         or pick an output that mixes (--host pipewire or --host pulseaudio, or ALSA's 'default')"
-    )]
+    #[error("audio output '{device}' is busy: another program is playing to it")]
     Busy { device: String },
     /// The device refuses every configuration isoscope can play.
-    #[error("audio output '{device}' cannot play {what}. Pick another output with --output")]
+    #[error("audio output '{device}' cannot play {what}")]
     Unsupported { device: String, what: String },
     #[error("audio output '{device}': permission denied. Add your user to the 'audio' group")]
     PermissionDenied { device: String },
@@ -149,6 +142,23 @@ fn running_list() -> String {
 }
 
 impl OutputError {
+    /// What to change: the output or the sound system.
+    pub fn fix(&self) -> Option<crate::fix::Fix> {
+        use crate::fix::Fix;
+        match self {
+            OutputError::NoSoundCard { .. }
+            | OutputError::NotFound { .. }
+            | OutputError::Ambiguous { .. } => Some(Fix::PickOutput),
+            OutputError::Unsupported { .. } => Some(Fix::PickOutput),
+            OutputError::HostNotBuilt { host } => Some(Fix::OtherAudioHost {
+                try_host: if *host == AudioHost::PipeWire { "pulseaudio" } else { "alsa" },
+            }),
+            OutputError::HostNotRunning { .. } => Some(Fix::StartSoundServer),
+            OutputError::Busy { .. } => Some(Fix::MixingOutput),
+            _ => None,
+        }
+    }
+
     /// Maps a cpal error on `device` to what the user can act on.
     pub fn from_cpal(device: &str, e: &cpal::Error) -> OutputError {
         use cpal::ErrorKind as K;

@@ -29,6 +29,7 @@ use crate::dma::{
     USBFS_MEMORY_MB_PATH,
 };
 use crate::dsp::{decode_into, PcmFormat};
+use crate::fix::Fix;
 use crate::usb::backend::{Backend, BackendError, BackendInfo, StreamConfig};
 use crate::usb::urb::{IsoUrb, PacketStatus, UrbError, UrbStatusKind};
 use crate::usb::wake::{Wake, WakeError};
@@ -108,14 +109,16 @@ pub struct CaptureInfo {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaptureError {
-    #[error("{device}: {source}")]
-    Budget { device: String, source: BudgetError },
-    #[error("{device}: zero-copy capture is not available: {reason}. Use --mode auto or --mode copy to capture in copy mode")]
+    #[error("{device}: {error}")]
+    Budget { device: String, error: BudgetError },
+    #[error("{device}: zero-copy capture is not available: {reason}")]
     ZeroCopyUnavailable { device: String, reason: String },
-    #[error("{device}: cannot build iso URBs: {source}")]
-    Urb { device: String, source: UrbError },
-    #[error("{device}: {source}{fix}")]
-    Device { device: String, source: BackendError, fix: String },
+    #[error("{device}: cannot build iso URBs: {error}")]
+    Urb { device: String, error: UrbError },
+    /// `detail` is what the numbers and the device's surroundings add to the backend's
+    /// error; `fix` what to change.
+    #[error("{device}: {error}{detail}")]
+    Device { device: String, error: BackendError, detail: String, fix: Option<Fix> },
     #[error("{device}: device disconnected. What was captured so far is kept; reconnect the device and start again")]
     Disconnected { device: String },
     #[error("{device}: no valid data for {:.1} s: {}. What was captured before is kept", .window.as_secs_f64(), no_data_detail(.packets, .failed, .errno))]
@@ -170,35 +173,43 @@ struct MemoryUse {
     urb_bytes: usize,
 }
 
-/// The fix for an ENOMEM from the data path, by what the numbers say caused it.
-fn enomem_fix(m: MemoryUse) -> String {
+/// What the numbers say caused an ENOMEM from the data path, and what to change.
+fn enomem_cause(m: MemoryUse) -> (String, Fix) {
     let kmalloc = match m.path {
         TransferPath::Copy => format!(
             "; in copy mode the kernel allocates a physically contiguous {} buffer for every URB it \
              submits, which fails when memory is fragmented (zero-copy allocates its buffers once, at \
-             start: try --mode zerocopy)",
+             start)",
             human_bytes(m.urb_bytes as u64)
         ),
         TransferPath::ZeroCopy => String::new(),
     };
+    let copy = m.path == TransferPath::Copy;
     match m.usbfs_memory_mb {
-        Some(0) => format!(
-            ". usbfs_memory_mb is 0 (unlimited), so this is not the usbfs cap: the kernel could not \
-             allocate the memory{kmalloc}. Free memory, or use fewer or smaller URBs (--urbs, --packets)"
+        Some(0) => (
+            format!(
+                ". usbfs_memory_mb is 0 (unlimited), so this is not the usbfs cap: the kernel could not \
+                 allocate the memory{kmalloc}"
+            ),
+            if copy { Fix::ZeroCopyMode } else { Fix::SmallerPlan { raise_cap_mb: None } },
         ),
-        Some(mb) if m.ours < u64::from(mb) << 20 => format!(
-            ". isoscope's share is {} of the {mb} MiB usbfs cap, so either other usbfs programs hold the \
-             rest (the cap is one for the whole machine, and the kernel does not say who uses it), or the \
-             kernel could not allocate the memory{kmalloc}. Close other USB programs (SDR, webcams, \
-             libusb tools) or raise the cap (`echo {} | sudo tee {USBFS_MEMORY_MB_PATH}`)",
-            human_bytes(m.ours),
-            (mb * 2).max(16)
+        Some(mb) if m.ours < u64::from(mb) << 20 => (
+            format!(
+                ". isoscope's share is {} of the {mb} MiB usbfs cap, so either other usbfs programs hold \
+                 the rest (the cap is one for the whole machine, and the kernel does not say who uses it), \
+                 or the kernel could not allocate the memory{kmalloc}",
+                human_bytes(m.ours)
+            ),
+            if copy { Fix::ZeroCopyMode } else { Fix::FreeUsbfsMemory { raise_cap_mb: (mb * 2).max(16) } },
         ),
-        _ => format!(
-            ". The usbfs memory cap (usbfs_memory_mb) is shared by every usbfs user on the machine and \
-             isoscope's plan ({}) needs all of it: use fewer or smaller URBs (--urbs, --packets), or raise \
-             it (see `isoscope list` for the current value)",
-            human_bytes(m.ours)
+        cap => (
+            format!(
+                ". The usbfs memory cap (usbfs_memory_mb{}) is shared by every usbfs user on the machine \
+                 and isoscope's plan ({}) needs all of it",
+                cap.map(|mb| format!(" = {mb} MiB")).unwrap_or_default(),
+                human_bytes(m.ours)
+            ),
+            Fix::SmallerPlan { raise_cap_mb: cap.map(|mb| (mb * 2).max(16)) },
         ),
     }
 }
@@ -206,18 +217,32 @@ fn enomem_fix(m: MemoryUse) -> String {
 impl CaptureError {
     /// `note` is what the backend's surroundings add (see [`Backend::explain`]).
     fn from_backend(device: &str, e: BackendError, memory: MemoryUse, note: Option<String>) -> CaptureError {
-        let mut fix = match e {
+        let (mut detail, fix) = match e {
             BackendError::Disconnected => return CaptureError::Disconnected { device: device.to_string() },
-            BackendError::NoMemory { .. } => enomem_fix(memory),
-            BackendError::Os { errno: Errno::EBUSY, .. } => ". Another program or kernel driver holds the \
-                interface: close it, or let isoscope detach the kernel driver"
-                .into(),
-            BackendError::Os { .. } => String::new(),
+            BackendError::NoMemory { .. } => {
+                let (detail, fix) = enomem_cause(memory);
+                (detail, Some(fix))
+            }
+            BackendError::Os { errno: Errno::EBUSY, .. } => {
+                (". Another program or kernel driver holds the interface".into(), e.fix())
+            }
+            BackendError::Os { .. } => (String::new(), e.fix()),
         };
         if let Some(note) = note {
-            fix.push_str(&note);
+            detail.push_str(&note);
         }
-        CaptureError::Device { device: device.to_string(), source: e, fix }
+        CaptureError::Device { device: device.to_string(), error: e, detail, fix }
+    }
+
+    /// What to change, where there is a remedy.
+    pub fn fix(&self) -> Option<Fix> {
+        match self {
+            CaptureError::Budget { error, .. } => error.fix(),
+            CaptureError::ZeroCopyUnavailable { .. } => Some(Fix::CopyMode),
+            CaptureError::Device { fix, .. } => *fix,
+            CaptureError::NoData { packets, failed: 0, .. } if *packets > 0 => Some(Fix::OtherAltSetting),
+            _ => None,
+        }
     }
 }
 
@@ -324,7 +349,7 @@ impl ZeroCopyRefusal {
 
     fn into_error(self, device: &str) -> CaptureError {
         match self {
-            ZeroCopyRefusal::Budget(source) => CaptureError::Budget { device: device.to_string(), source },
+            ZeroCopyRefusal::Budget(error) => CaptureError::Budget { device: device.to_string(), error },
             other => CaptureError::ZeroCopyUnavailable { device: device.to_string(), reason: other.reason() },
         }
     }
@@ -390,7 +415,7 @@ fn prepare<B: Backend>(
         _ => (pool, fallback),
     };
     let memory = layout.plan(pool.path(), plan.urbs_in_flight, plan.packets_per_urb);
-    memory.check(&limit).map_err(|source| CaptureError::Budget { device: name.clone(), source })?;
+    memory.check(&limit).map_err(|error| CaptureError::Budget { device: name.clone(), error })?;
     if let Some(pattern) = &cfg.prefill {
         pool.prefill(pattern);
     }
@@ -399,7 +424,7 @@ fn prepare<B: Backend>(
     let mut urbs = Vec::with_capacity(plan.total_urbs());
     for (id, slot) in pool.into_slots().into_iter().enumerate() {
         let urb = IsoUrb::new(id, stream.endpoint, slot, plan.packets_per_urb, stream.packet_len)
-            .map_err(|source| CaptureError::Urb { device: name.clone(), source })?;
+            .map_err(|error| CaptureError::Urb { device: name.clone(), error })?;
         urbs.push(urb);
     }
     let spare = urbs.split_off(plan.urbs_in_flight);
@@ -1111,7 +1136,10 @@ mod tests {
         assert!(s.all_zero_run_max_ns >= 2_000_000_000, "{s:?}");
         assert_eq!(s.all_zero_run_ns, s.all_zero_run_max_ns);
         let note = s.all_zero_note().unwrap();
-        assert!(note.contains("for the last") && note.contains("--mode copy"), "{note}");
+        assert!(
+            note.contains("for the last") && note.contains("try copy mode") && !note.contains("--"),
+            "{note}"
+        );
         // Zeros for 2.3 s, one URB of data, then 0.2 s of zeros: flagged as a past stretch.
         let s = zeros_capture(28, |n| n != 24);
         assert!(s.all_zero_run_max_ns >= 2_000_000_000 && s.all_zero_run_ns < 1_000_000_000, "{s:?}");
@@ -1260,32 +1288,43 @@ mod tests {
 
 #[cfg(test)]
 mod enomem_tests {
-    use super::{enomem_fix, MemoryUse};
+    use super::{enomem_cause, MemoryUse};
     use crate::dma::TransferPath;
+    use crate::fix::Fix;
 
-    fn use_(mb: Option<u32>, ours: u64, path: TransferPath) -> String {
-        enomem_fix(MemoryUse { ours, usbfs_memory_mb: mb, path, urb_bytes: 96 << 10 })
+    fn use_(mb: Option<u32>, ours: u64, path: TransferPath) -> (String, Fix) {
+        let (m, fix) = enomem_cause(MemoryUse { ours, usbfs_memory_mb: mb, path, urb_bytes: 96 << 10 });
+        assert!(!m.contains("--"), "no command-line flag in library text: {m}");
+        (m, fix)
     }
 
     #[test]
     fn an_enomem_says_which_cause_the_numbers_leave() {
-        // Cap 0: not the cap; in copy mode the per-URB contiguous allocation is named.
-        let m = use_(Some(0), 1 << 20, TransferPath::Copy);
+        // Cap 0: not the cap; in copy mode the per-URB contiguous allocation is named, and
+        // zero-copy (allocated once) is the remedy.
+        let (m, fix) = use_(Some(0), 1 << 20, TransferPath::Copy);
         assert!(m.contains("0 (unlimited), so this is not the usbfs cap"), "{m}");
+        assert!(m.contains("contiguous 96.0 KiB buffer for every URB"), "{m}");
+        assert_eq!(fix, Fix::ZeroCopyMode);
         assert!(
-            m.contains("contiguous 96.0 KiB buffer for every URB") && m.contains("--mode zerocopy"),
-            "{m}"
+            !fix.for_cli().contains("raise"),
+            "raising an unlimited cap would mislead: {}",
+            fix.for_cli()
         );
-        assert!(!m.contains("raise"), "raising an unlimited cap would mislead: {m}");
+        let (_, fix) = use_(Some(0), 1 << 20, TransferPath::ZeroCopy);
+        assert_eq!(fix, Fix::SmallerPlan { raise_cap_mb: None }, "no cap to raise");
         // Under the cap: others, or an allocation failure; the share and the knob are named.
-        let m = use_(Some(16), 2 << 20, TransferPath::ZeroCopy);
+        let (m, fix) = use_(Some(16), 2 << 20, TransferPath::ZeroCopy);
         assert!(
             m.contains("share is 2.0 MiB of the 16 MiB usbfs cap") && m.contains("other usbfs programs"),
             "{m}"
         );
-        assert!(m.contains("usbfs_memory_mb") && !m.contains("contiguous"), "{m}");
+        assert!(!m.contains("contiguous"), "{m}");
+        assert_eq!(fix, Fix::FreeUsbfsMemory { raise_cap_mb: 32 });
         // Our plan alone fills it.
-        let m = use_(Some(1), 1 << 20, TransferPath::ZeroCopy);
-        assert!(m.contains("needs all of it") && m.contains("--urbs"), "{m}");
+        let (m, fix) = use_(Some(1), 1 << 20, TransferPath::ZeroCopy);
+        assert!(m.contains("needs all of it") && m.contains("= 1 MiB"), "{m}");
+        assert_eq!(fix, Fix::SmallerPlan { raise_cap_mb: Some(16) });
+        assert!(fix.for_cli().contains("--urbs"), "{}", fix.for_cli());
     }
 }

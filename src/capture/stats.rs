@@ -182,7 +182,7 @@ impl StatsSnapshot {
         Some(format!(
             "every byte the device sent was zero {when}: a muted or unplugged input sends digital \
              silence; if the input is live, the host controller may be reporting packet lengths \
-             without having written the data (seen on some ARM controllers): try --mode copy, and \
+             without having written the data (seen on some ARM controllers): try copy mode, and \
              report it with the bug report"
         ))
     }

@@ -156,27 +156,35 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// A plan that does not fit. Each message names the knob, the numbers and the fix.
+/// A plan that does not fit. Each message names the knob and the numbers; [`BudgetError::fix`]
+/// says what to change.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum BudgetError {
     #[error(
         "usbfs memory cap too small: this capture needs {need_h} of usbfs memory ({plan}) but \
-         usbfs_memory_mb is {cap_mb} MiB for the whole machine. Fix: use fewer or smaller URBs \
-         (--urbs, --packets), or raise the cap: `echo {suggest_mb} | sudo tee {path}` (until \
-         reboot), or boot with usbcore.usbfs_memory_mb={suggest_mb} (persistent; or `options \
-         usbcore usbfs_memory_mb={suggest_mb}` in /etc/modprobe.d/usbfs.conf)",
-        need_h = human_bytes(*need),
-        path = USBFS_MEMORY_MB_PATH
+         usbfs_memory_mb is {cap_mb} MiB for the whole machine",
+        need_h = human_bytes(*need)
     )]
     OverUsbfsCap { need: u64, cap_mb: u32, plan: String, suggest_mb: u32 },
     #[error(
         "isoscope's own buffer cap is too small: this capture needs {need_h} ({plan}) but the \
-         app cap is {cap_h}. Fix: use fewer or smaller URBs (--urbs, --packets), or raise \
-         --pool-cap-mb",
+         app cap is {cap_h}",
         need_h = human_bytes(*need),
         cap_h = human_bytes(*cap)
     )]
     OverAppCap { need: u64, cap: u64, plan: String },
+}
+
+impl BudgetError {
+    /// What to change: the plan, or the cap that is short.
+    pub fn fix(&self) -> Option<crate::fix::Fix> {
+        Some(match self {
+            BudgetError::OverUsbfsCap { suggest_mb, .. } => {
+                crate::fix::Fix::SmallerPlan { raise_cap_mb: Some(*suggest_mb) }
+            }
+            BudgetError::OverAppCap { .. } => crate::fix::Fix::RaiseAppCap,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -213,9 +221,12 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("usbfs_memory_mb is 1 MiB"), "{msg}");
         assert!(msg.contains("1.0 MiB"), "{msg}");
-        assert!(msg.contains(USBFS_MEMORY_MB_PATH), "{msg}");
-        assert!(msg.contains("usbcore.usbfs_memory_mb=16"), "{msg}");
-        assert!(msg.contains("--urbs"), "{msg}");
+        assert!(!msg.contains("--"), "no command-line flag in library text: {msg}");
+        let fix = err.fix().unwrap();
+        assert_eq!(fix, crate::fix::Fix::SmallerPlan { raise_cap_mb: Some(16) });
+        let cli = fix.for_cli();
+        assert!(cli.contains(USBFS_MEMORY_MB_PATH) && cli.contains("usbcore.usbfs_memory_mb=16"), "{cli}");
+        assert!(cli.contains("--urbs"), "{cli}");
     }
 
     #[test]

@@ -39,15 +39,15 @@ impl ReadSpeed {
         ReadSpeed { mapped: self.mapped.mul_f64(factor.max(0.0)), ..self }
     }
 
-    /// Why `--mode auto` should not use the mapping, if it should not.
+    /// Why auto mode should not use the mapping, if it should not.
     pub fn too_slow(&self) -> Option<String> {
         let x = self.slowdown();
         (x > SLOW_MAPPING).then(|| {
             format!(
                 "reading the usbfs mapping is {x:.0} times slower than reading heap memory here \
                  ({} in {:?} against {:?}): the kernel maps its DMA memory uncached (as some ARM \
-                 kernels do, raspberrypi/linux#3818), so copy mode is cheaper; --mode zerocopy \
-                 uses the mapping anyway",
+                 kernels do, raspberrypi/linux#3818), so copy mode is cheaper; zero-copy mode, \
+                 chosen rather than auto, uses the mapping anyway",
                 super::human_bytes(self.bytes as u64),
                 self.mapped,
                 self.heap

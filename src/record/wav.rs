@@ -16,8 +16,8 @@ use crate::dsp::{PcmFormat, SampleFormat};
 /// Why a recording failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("cannot create WAV file {path}: {source}. Check that the folder exists and is writable")]
-    Create { path: PathBuf, source: hound::Error },
+    #[error("cannot create WAV file {path}: {error}. Check that the folder exists and is writable")]
+    Create { path: PathBuf, error: hound::Error },
     /// The disk (or the quota) ran out of space: the file is closed with what fitted.
     #[error(
         "recording to {path} stopped: the disk is full ({errno}) after {frames} frames ({seconds:.1} s); {kept}. \
@@ -26,10 +26,10 @@ pub enum RecordError {
     DiskFull { path: PathBuf, errno: &'static str, frames: u64, seconds: f64, kept: Kept },
     /// Any other write error: the file is closed with what reached it.
     #[error(
-        "writing WAV file {path} failed after {frames} frames ({seconds:.1} s): {source}; {kept}. \
+        "writing WAV file {path} failed after {frames} frames ({seconds:.1} s): {error}; {kept}. \
          Check the disk and record again"
     )]
-    Write { path: PathBuf, source: hound::Error, frames: u64, seconds: f64, kept: Kept },
+    Write { path: PathBuf, error: hound::Error, frames: u64, seconds: f64, kept: Kept },
     #[error("recording to {path}: {reason}")]
     Thread { path: PathBuf, reason: String },
 }
@@ -116,13 +116,13 @@ impl WavRecorder {
             sample_format,
         };
         let create =
-            |e: io::Error| RecordError::Create { path: path.to_path_buf(), source: hound::Error::IoError(e) };
+            |e: io::Error| RecordError::Create { path: path.to_path_buf(), error: hound::Error::IoError(e) };
         // Read-write: the header is read back to repair it after a failed write.
         let file =
             File::options().read(true).write(true).create(true).truncate(true).open(path).map_err(create)?;
         let repair = file.try_clone().map_err(create)?;
         let writer = hound::WavWriter::new(BufWriter::new(file), spec)
-            .map_err(|source| RecordError::Create { path: path.to_path_buf(), source })?;
+            .map_err(|error| RecordError::Create { path: path.to_path_buf(), error })?;
         Ok(WavRecorder {
             path: path.to_path_buf(),
             format,
@@ -194,7 +194,7 @@ impl WavRecorder {
 
     /// After a failed write: lets go of the writer (what it still buffered is lost), cuts
     /// the file to the whole frames it holds and brings the header up to them.
-    fn fail(&mut self, source: hound::Error) -> RecordError {
+    fn fail(&mut self, error: hound::Error) -> RecordError {
         // hound's drop tries to update the header once more; its errors are ignored.
         drop(self.writer.take());
         let kept = match self.repair() {
@@ -206,9 +206,9 @@ impl WavRecorder {
         };
         let path = self.path.clone();
         let (frames, seconds) = (self.frames, self.frames as f64 / f64::from(self.format.rate.max(1)));
-        match disk_full(&source) {
+        match disk_full(&error) {
             Some(errno) => RecordError::DiskFull { path, errno, frames, seconds, kept },
-            None => RecordError::Write { path, source, frames, seconds, kept },
+            None => RecordError::Write { path, error, frames, seconds, kept },
         }
     }
 

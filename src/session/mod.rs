@@ -103,8 +103,22 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// `e`, with its remedy (if a library error in it has one) in the window's words.
+    pub fn of(e: &(dyn std::error::Error + 'static)) -> Problem {
+        Problem { message: e.to_string(), fix: crate::fix::find(e).map(crate::fix::Fix::for_gui) }
+    }
+
     fn capture(e: &CaptureError) -> Problem {
-        Problem { message: e.to_string(), fix: None }
+        Problem::of(e)
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.fix {
+            Some(fix) => write!(f, "{} ({fix})", self.message),
+            None => f.write_str(&self.message),
+        }
     }
 }
 
@@ -152,8 +166,8 @@ pub enum SessionEvent {
     /// Playback ended; its last statistics and output name.
     MonitorStopped(MonitorStats, String),
     /// Why the monitor does not play (or a live change it refused).
-    MonitorFailed(String),
-    Outputs(Result<Vec<OutputInfo>, String>),
+    MonitorFailed(Problem),
+    Outputs(Result<Vec<OutputInfo>, Problem>),
     RecordingStarted(RecordingProbe),
     /// What the last recording wrote, or why it failed or could not start.
     RecordingEnded(String),
@@ -374,7 +388,7 @@ impl Worker {
                 self.set_channel_map(text);
             }
             SessionCommand::ListOutputs => {
-                let outputs = crate::audio::list_outputs().map_err(|e| e.to_string());
+                let outputs = crate::audio::list_outputs().map_err(|e| Problem::of(&e));
                 self.emit(SessionEvent::Outputs(outputs));
             }
             SessionCommand::RescanDevices => {
@@ -433,7 +447,7 @@ impl Worker {
                     return Err(Problem { message: "stopped while opening".into(), fix: None });
                 }
                 Err(e) => {
-                    let p = Problem { fix: e.fix().map(crate::fix::Fix::for_gui), message: e.to_string() };
+                    let p = Problem::of(&e);
                     self.emit(SessionEvent::OpenFailed(p.clone()));
                     return Err(p);
                 }
@@ -514,8 +528,8 @@ impl Worker {
         };
         let (prod, cons) = Monitor::input_ring(format);
         let started = Monitor::start(cons, format, &cfg)
-            .map_err(|e| e.to_string())
-            .and_then(|m| live.capture.attach(Sink::Frames(prod)).map(|()| m).map_err(|e| e.to_string()));
+            .map_err(|e| Problem::of(&e))
+            .and_then(|m| live.capture.attach(Sink::Frames(prod)).map(|()| m).map_err(|e| Problem::of(&e)));
         match started {
             Ok(m) => {
                 let view =
@@ -542,7 +556,7 @@ impl Worker {
             None => Ok(ChannelMap::default_for(channels, m.info().output_channels)),
         };
         if let Err(e) = map.map_err(crate::audio::MonitorError::from).and_then(|map| m.set_channel_map(map)) {
-            self.emit(SessionEvent::MonitorFailed(e.to_string()));
+            self.emit(SessionEvent::MonitorFailed(Problem::of(&e)));
         }
     }
 

@@ -50,7 +50,7 @@ pub struct SessionView {
     /// The last monitor's final statistics and output, shown frozen after Listen is off.
     pub last_monitor: Option<(MonitorStats, String)>,
     /// Why monitoring is not playing (no sound card, busy, ...), with the fix in the text.
-    pub monitor_error: Option<String>,
+    pub monitor_error: Option<Problem>,
     pub outputs: Vec<OutputInfo>,
     pub recording: Option<RecordingProbe>,
     /// What the last recording wrote, or why it failed.

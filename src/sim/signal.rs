@@ -55,8 +55,8 @@ pub enum SignalError {
     Unknown(String),
     #[error("bad number '{value}' in signal '{signal}': {hint}")]
     BadNumber { signal: String, value: String, hint: &'static str },
-    #[error("cannot read WAV file {path}: {source}. Check the path, and that it is PCM or float WAV")]
-    Wav { path: PathBuf, source: hound::Error },
+    #[error("cannot read WAV file {path}: {error}. Check the path, and that it is PCM or float WAV")]
+    Wav { path: PathBuf, error: hound::Error },
     #[error("WAV file {path} holds {detail}, which the simulated device cannot stream")]
     WavFormat { path: PathBuf, detail: String },
 }
@@ -172,7 +172,7 @@ impl PcmTable {
 
     fn from_wav(path: &Path) -> Result<PcmTable, SignalError> {
         let file = std::fs::File::open(path)
-            .map_err(|e| SignalError::Wav { path: path.to_path_buf(), source: hound::Error::IoError(e) })?;
+            .map_err(|e| SignalError::Wav { path: path.to_path_buf(), error: hound::Error::IoError(e) })?;
         Self::from_wav_reader(std::io::BufReader::new(file), path)
     }
 
@@ -180,7 +180,7 @@ impl PcmTable {
     /// do; `path` names it in errors. Any bytes give a table or an error, never a panic
     /// (fuzzed: `fuzz/fuzz_targets/wav.rs`).
     pub fn from_wav_reader(input: impl std::io::Read, path: &Path) -> Result<PcmTable, SignalError> {
-        let wav_err = |source| SignalError::Wav { path: path.to_path_buf(), source };
+        let wav_err = |error| SignalError::Wav { path: path.to_path_buf(), error };
         let mut reader = hound::WavReader::new(input).map_err(wav_err)?;
         let spec = reader.spec();
         let sample = match (spec.sample_format, spec.bits_per_sample) {

@@ -227,7 +227,10 @@ fn monitor_and_record(ui: &mut egui::Ui, s: &mut AudioSettings, cx: &mut PanelCx
         }
     }
     if let Some(e) = &v.monitor_error {
-        ui.colored_label(egui::Color32::from_rgb(220, 80, 60), e);
+        ui.colored_label(egui::Color32::from_rgb(220, 80, 60), &e.message);
+        if let Some(fix) = &e.fix {
+            ui.label(fix);
+        }
         ui.small("Capture, plots and recording go on without sound.");
     }
 

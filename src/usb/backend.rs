@@ -55,15 +55,15 @@ pub enum BackendError {
     Os { op: &'static str, errno: nix::errno::Errno },
 }
 
-/// What an errno from the data path's ioctls means, and what to try (after the kernel's
-/// Documentation/driver-api/usb/error-codes.rst and the host controller drivers).
+/// What an errno from the data path's ioctls means (after the kernel's
+/// Documentation/driver-api/usb/error-codes.rst and the host controller drivers); what to
+/// change is [`BackendError::fix`].
 fn os_hint(op: &str, errno: nix::errno::Errno) -> &'static str {
     use nix::errno::Errno;
     match (op, errno) {
         ("SUBMITURB", Errno::EFBIG) => {
             ". The URBs queued span more time than the host controller's periodic schedule holds \
-             (EHCI: 1024 frames, about 1 s): use fewer URBs in flight (--urbs) or fewer packets per URB \
-             (--packets)"
+             (EHCI: 1024 frames, about 1 s)"
         }
         ("SUBMITURB", Errno::ENOSPC) => {
             ". Not enough periodic bandwidth left on this bus for the stream: use a lower rate, fewer \
@@ -73,17 +73,36 @@ fn os_hint(op: &str, errno: nix::errno::Errno) -> &'static str {
         ("SUBMITURB", Errno::EMSGSIZE) | ("SUBMITURB", Errno::EINVAL) => {
             ". The kernel refused the URB's layout: a packet longer than the alt setting's max packet, \
              more than 128 packets, or a packet over the kernel's per-packet limit (98304 bytes; 49152 \
-             before Linux 5.2): use fewer packets per URB (--packets) or another alt setting"
+             before Linux 5.2)"
         }
         ("SUBMITURB", Errno::EXDEV) | ("SUBMITURB", Errno::EL2NSYNC) => {
             ". The controller could not schedule the URB in time (it started behind the bus): the system \
-             was too busy; try more URBs in flight (--urbs)"
+             was too busy"
         }
         _ => "",
     }
 }
 
 impl BackendError {
+    /// What to change, where the errno says (the URB plan or the alt setting).
+    pub fn fix(&self) -> Option<crate::fix::Fix> {
+        use crate::fix::Fix;
+        use nix::errno::Errno;
+        match self {
+            BackendError::Os { op: "SUBMITURB", errno: Errno::EFBIG } => {
+                Some(Fix::SmallerPlan { raise_cap_mb: None })
+            }
+            BackendError::Os { op: "SUBMITURB", errno: Errno::EMSGSIZE | Errno::EINVAL } => {
+                Some(Fix::FewerPackets)
+            }
+            BackendError::Os { op: "SUBMITURB", errno: Errno::EXDEV | Errno::EL2NSYNC } => {
+                Some(Fix::MoreUrbs)
+            }
+            BackendError::Os { errno: Errno::EBUSY, .. } => Some(Fix::CloseOtherProgram),
+            _ => None,
+        }
+    }
+
     /// Maps an errno from `op` to the error kind the engine acts on (the one place errno
     /// meanings are decided for the data path).
     pub fn from_errno(op: &'static str, errno: nix::errno::Errno) -> BackendError {
@@ -150,8 +169,14 @@ mod tests {
 
     #[test]
     fn submit_errors_say_what_they_mean_and_what_to_try() {
-        let e = BackendError::from_errno("SUBMITURB", Errno::EFBIG).to_string();
-        assert!(e.contains("periodic schedule") && e.contains("--urbs"), "{e}");
+        use crate::fix::Fix;
+        let err = BackendError::from_errno("SUBMITURB", Errno::EFBIG);
+        let e = err.to_string();
+        assert!(e.contains("periodic schedule") && !e.contains("--"), "{e}");
+        assert_eq!(err.fix(), Some(Fix::SmallerPlan { raise_cap_mb: None }));
+        assert_eq!(BackendError::from_errno("SUBMITURB", Errno::EMSGSIZE).fix(), Some(Fix::FewerPackets));
+        assert_eq!(BackendError::from_errno("SUBMITURB", Errno::EXDEV).fix(), Some(Fix::MoreUrbs));
+        assert_eq!(BackendError::from_errno("REAPURB", Errno::EFBIG).fix(), None);
         let e = BackendError::from_errno("SUBMITURB", Errno::ENOSPC).to_string();
         assert!(e.contains("bandwidth") && e.contains("another port"), "{e}");
         let e = BackendError::from_errno("SUBMITURB", Errno::EMSGSIZE).to_string();

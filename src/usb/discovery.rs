@@ -75,8 +75,8 @@ impl UsbDeviceInfo {
 /// Why enumeration failed as a whole (single vanished devices are skipped, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
-    #[error("cannot list {path}: {source}. Is sysfs mounted at /sys?")]
-    List { path: PathBuf, source: std::io::Error },
+    #[error("cannot list {path}: {error}. Is sysfs mounted at /sys?")]
+    List { path: PathBuf, error: std::io::Error },
 }
 
 pub(super) fn read_trim(p: &Path) -> Option<String> {
@@ -96,7 +96,7 @@ fn read_dec<T: FromStr>(p: &Path) -> Option<T> {
 /// vanish or cannot be read mid-scan are skipped.
 pub fn list_devices(root: &Path) -> Result<Vec<UsbDeviceInfo>, DiscoveryError> {
     let entries =
-        std::fs::read_dir(root).map_err(|source| DiscoveryError::List { path: root.into(), source })?;
+        std::fs::read_dir(root).map_err(|error| DiscoveryError::List { path: root.into(), error })?;
     let mut names: Vec<String> =
         entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();

@@ -14,10 +14,10 @@ use crate::dsp::PcmFormat;
 pub enum OpenError {
     #[error(transparent)]
     Usbfs(#[from] UsbfsError),
-    #[error("{device}: its descriptors do not parse: {source}")]
-    Descriptors { device: String, source: DescriptorError },
-    #[error("{device}: {source}")]
-    Uac { device: String, source: UacError },
+    #[error("{device}: its descriptors do not parse: {error}")]
+    Descriptors { device: String, error: DescriptorError },
+    #[error("{device}: {error}")]
+    Uac { device: String, error: UacError },
     #[error(
         "{device}: its audio streams are in configuration {with_streams:?}, but configuration {active} is \
          active{}. Switch it (as root): echo {} > /sys/bus/usb/devices/{sysfs_name}/bConfigurationValue",
@@ -30,6 +30,16 @@ pub enum OpenError {
          has not enough periodic bandwidth left for this stream.{note}"
     )]
     NoBandwidth { device: String, interface: u8, alt: u8, note: String },
+}
+
+impl OpenError {
+    /// The remedy, if there is one.
+    pub fn fix(&self) -> Option<crate::fix::Fix> {
+        match self {
+            OpenError::Usbfs(e) => e.fix(),
+            _ => None,
+        }
+    }
 }
 
 /// A device ready to stream: the backend (owning the claimed interfaces) and what it streams.
@@ -47,9 +57,9 @@ pub struct UsbCapture {
 /// Opens `info` for capture of the stream that best matches `req`.
 pub fn open_capture(info: &UsbDeviceInfo, req: &StreamRequest) -> Result<UsbCapture, OpenError> {
     let name = format!("{} ({})", info.dev_node().display(), info.label());
-    let uac_err = |source| OpenError::Uac { device: name.clone(), source };
+    let uac_err = |error| OpenError::Uac { device: name.clone(), error };
     let parsed = descriptors::parse(&info.descriptors)
-        .map_err(|source| OpenError::Descriptors { device: name.clone(), source })?;
+        .map_err(|error| OpenError::Descriptors { device: name.clone(), error })?;
     // Only the active configuration's streams can be streamed from.
     let mut streams = parsed.streams_of(info.active_config);
     if streams.is_empty() {

@@ -223,12 +223,12 @@ impl UrbStatusKind {
             }
             UrbStatusKind::Babble => {
                 "the device sent more than the packet's length (babble): the endpoint's wMaxPacketSize \
-                 does not match what it sends at this rate and format; try another alt setting (--format, \
-                 --channels, --rate)"
+                 does not match what it sends at this rate and format; try another alt setting (another \
+                 format, channel count or rate)"
             }
             UrbStatusKind::BufferUnderrun | UrbStatusKind::BufferOverrun => {
                 "the host controller could not move the data to memory in time (buffer overrun): the \
-                 system is too busy; try more URBs in flight (--urbs) or a less loaded machine"
+                 system is too busy; try more URBs in flight or a less loaded machine"
             }
             UrbStatusKind::Timeout => {
                 "the device did not answer in time (a bus-level timeout): check the device and cable"

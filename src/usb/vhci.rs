@@ -17,20 +17,27 @@ pub const VHCI_SYSFS: &str = "/sys/devices/platform/vhci_hcd.0";
 pub enum VhciError {
     #[error("vhci-hcd is not loaded ({0} is missing): load it with `sudo modprobe vhci-hcd`")]
     NotLoaded(PathBuf),
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {path}: {source}. Attaching and detaching need root (sudo)")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("cannot reach the USB/IP server at {addr}: {source}. Is `isoscope virtual-device` (or usbipd) running there?")]
-    Connect { addr: String, source: std::io::Error },
-    #[error("USB/IP exchange with {addr} failed: {source}")]
-    Protocol { addr: String, source: wire::WireError },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("cannot write {path}: {error}. Attaching and detaching need root (sudo)")]
+    Write { path: PathBuf, error: std::io::Error },
+    #[error("cannot reach the USB/IP server at {addr}: {error}. Is `isoscope virtual-device` (or usbipd) running there?")]
+    Connect { addr: String, error: std::io::Error },
+    #[error("USB/IP exchange with {addr} failed: {error}")]
+    Protocol { addr: String, error: wire::WireError },
     #[error("the server at {addr} has no device with bus id '{busid}' (try `usbip list -r HOST`)")]
     Refused { addr: String, busid: String },
-    #[error("no free {hub} port on vhci-hcd (all {ports} in use): detach a device with `isoscope detach --port N`")]
+    #[error("no free {hub} port on vhci-hcd (all {ports} in use)")]
     NoFreePort { hub: &'static str, ports: usize },
     #[error("{0} is not a vhci-hcd status table")]
     Status(PathBuf),
+}
+
+impl VhciError {
+    /// What to change, where it is not in the message already.
+    pub fn fix(&self) -> Option<crate::fix::Fix> {
+        matches!(self, VhciError::NoFreePort { .. }).then_some(crate::fix::Fix::DetachVirtualDevice)
+    }
 }
 
 /// One port of the virtual host controller, from its `status` file.
@@ -78,7 +85,7 @@ pub fn ports(root: &Path) -> Result<Vec<VhciPort>, VhciError> {
         return Err(VhciError::NotLoaded(root.to_path_buf()));
     }
     let text =
-        std::fs::read_to_string(&path).map_err(|source| VhciError::Read { path: path.clone(), source })?;
+        std::fs::read_to_string(&path).map_err(|error| VhciError::Read { path: path.clone(), error })?;
     parse_status(&text).ok_or(VhciError::Status(path))
 }
 
@@ -87,7 +94,7 @@ pub fn ports(root: &Path) -> Result<Vec<VhciPort>, VhciError> {
 /// process may exit.
 pub fn attach(root: &Path, addr: &str, busid: &str) -> Result<u32, VhciError> {
     let ports = ports(root)?;
-    let connect_err = |source| VhciError::Connect { addr: addr.to_string(), source };
+    let connect_err = |error| VhciError::Connect { addr: addr.to_string(), error };
     let target = addr.to_socket_addrs().map_err(connect_err)?.next().ok_or_else(|| {
         connect_err(std::io::Error::new(std::io::ErrorKind::NotFound, "the address resolves to nothing"))
     })?;
@@ -95,7 +102,7 @@ pub fn attach(root: &Path, addr: &str, busid: &str) -> Result<u32, VhciError> {
     sock.set_nodelay(true).ok();
     sock.write_all(&wire::import_request(busid)).map_err(connect_err)?;
     let reply = wire::read_import_reply(&mut sock)
-        .map_err(|source| VhciError::Protocol { addr: addr.to_string(), source })?;
+        .map_err(|error| VhciError::Protocol { addr: addr.to_string(), error })?;
     let Some((busnum, devnum, speed)) = reply else {
         return Err(VhciError::Refused { addr: addr.to_string(), busid: busid.to_string() });
     };
@@ -108,7 +115,7 @@ pub fn attach(root: &Path, addr: &str, busid: &str) -> Result<u32, VhciError> {
     let devid = (busnum << 16) | devnum;
     let line = format!("{port} {} {devid} {speed}", sock.as_raw_fd());
     let path = root.join("attach");
-    std::fs::write(&path, line).map_err(|source| VhciError::Write { path, source })?;
+    std::fs::write(&path, line).map_err(|error| VhciError::Write { path, error })?;
     Ok(port)
 }
 
@@ -118,7 +125,7 @@ pub fn detach(root: &Path, port: u32) -> Result<(), VhciError> {
         return Err(VhciError::NotLoaded(root.to_path_buf()));
     }
     let path = root.join("detach");
-    std::fs::write(&path, port.to_string()).map_err(|source| VhciError::Write { path, source })
+    std::fs::write(&path, port.to_string()).map_err(|error| VhciError::Write { path, error })
 }
 
 #[cfg(test)]

@@ -19,7 +19,14 @@ use nix::sys::time::TimeSpec;
 /// Why a wake-up fd could not be made.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot create a wake-up eventfd: {0}")]
-pub struct WakeError(#[from] pub Errno);
+pub struct WakeError(pub Errno);
+
+// By hand, not `#[from]`: the message says the errno, so it is not also a `source()`.
+impl From<Errno> for WakeError {
+    fn from(e: Errno) -> WakeError {
+        WakeError(e)
+    }
+}
 
 /// An eventfd in non-blocking mode: [`Wake::signal`] makes it readable until [`Wake::clear`].
 #[derive(Debug)]

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test binary uses a part of them).
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,4 +32,99 @@ pub fn in_alsa_child(test: &str, setup: impl FnOnce() -> (PathBuf, PathBuf)) -> 
         .expect("the test binary runs again");
     assert!(status.success(), "{test} failed in its child process (its output is above)");
     None
+}
+
+/// What the machine itself did during a real-time run: the longest time a thread asking to
+/// sleep 1 ms was away, and how many times it was away for longer than `limit_ms`.
+#[derive(Clone, Copy, Debug)]
+pub struct Stalls {
+    pub worst_ms: f64,
+    pub count: u64,
+    pub limit_ms: f64,
+}
+
+impl Stalls {
+    /// Whether the machine stalled past the limit at all.
+    pub fn any(&self) -> bool {
+        self.count > 0
+    }
+}
+
+impl std::fmt::Display for Stalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} machine stalls over {} ms, the longest {:.1} ms",
+            self.count, self.limit_ms, self.worst_ms
+        )
+    }
+}
+
+/// A thread that sleeps 1 ms at a time and notes how long it was away, until [`StallProbe::finish`].
+pub struct StallProbe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(f64, u64)>,
+    limit_ms: f64,
+}
+
+impl StallProbe {
+    pub fn start(limit_ms: f64) -> StallProbe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut worst = std::time::Duration::ZERO;
+            let mut stalls = 0;
+            let mut last = std::time::Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                let now = std::time::Instant::now();
+                worst = worst.max(now - last);
+                stalls += u64::from((now - last).as_secs_f64() * 1000.0 > limit_ms);
+                last = now;
+            }
+            (worst.as_secs_f64() * 1000.0, stalls)
+        });
+        StallProbe { stop, thread, limit_ms }
+    }
+
+    pub fn finish(self) -> Stalls {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (worst_ms, count) = self.thread.join().expect("the stall probe");
+        Stalls { worst_ms, count, limit_ms: self.limit_ms }
+    }
+}
+
+/// Runs `run` and `check`s it; returns the run and how many glitches were excused (0 for a
+/// clean run). `check(r, excused)` passes a run whose glitches are within `excused` stalls'
+/// worth. A failed check is run again (up to `runs` in all) only when the machine itself
+/// stalled past the limit during that run; when the last run stalled too, it passes only if
+/// its glitches are each matched by one of its stalls (`check(r, stalls)`). Any other
+/// failure fails.
+pub fn checked_runs<R>(
+    what: &str,
+    runs: usize,
+    run: impl Fn() -> (R, Stalls),
+    check: impl Fn(&R, u64) -> Result<(), String>,
+) -> (R, u64) {
+    for attempt in 1..=runs {
+        let (r, stalls) = run();
+        match check(&r, 0) {
+            Ok(()) => return (r, 0),
+            Err(e) if stalls.any() && attempt < runs => {
+                eprintln!("{what}: run {attempt}: {e}; the machine itself had {stalls}: running again")
+            }
+            Err(e) if stalls.any() => match check(&r, stalls.count) {
+                Ok(()) => {
+                    eprintln!(
+                        "{what}: no run of {runs} was free of machine stalls; the last passes with its \
+                         glitches each matched by one of its {stalls}: {e}"
+                    );
+                    return (r, stalls.count);
+                }
+                Err(e) => panic!("{what}: {e}, more than its {stalls} account for"),
+            },
+            Err(e) => panic!("{what}: {e} ({stalls} in this run)"),
+        }
+    }
+    unreachable!("the last run returns or panics")
 }

@@ -49,10 +49,20 @@ const READ_POLL: Duration = Duration::from_millis(100);
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {source}. Is another USB/IP server (usbipd) using the port? Pick another with --listen")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr}: {error}. Is another USB/IP server (usbipd) using the port?")]
+    Bind { addr: SocketAddr, error: std::io::Error },
     #[error(transparent)]
     Device(#[from] crate::sim::SimError),
+}
+
+impl ServerError {
+    /// What to change: the port, when it is taken.
+    pub fn fix(&self) -> Option<crate::fix::Fix> {
+        match self {
+            ServerError::Bind { .. } => Some(crate::fix::Fix::OtherListenPort { qemu: false }),
+            ServerError::Device(_) => None,
+        }
+    }
 }
 
 /// How the virtual device appears in a USB/IP device list and import reply.
@@ -94,8 +104,8 @@ pub fn fill_iso(device: &mut VirtualDevice, packets: &mut [IsoPacket], data: &mu
 
 /// Binds the server's listening socket (so a client may connect as soon as this returns).
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
-    listener.set_nonblocking(true).map_err(|source| ServerError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr).map_err(|error| ServerError::Bind { addr, error })?;
+    listener.set_nonblocking(true).map_err(|error| ServerError::Bind { addr, error })?;
     Ok(listener)
 }
 

@@ -31,7 +31,7 @@ pub enum WireError {
     #[error("connection closed")]
     Closed,
     #[error("read failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("unsupported USB/IP version {0:#06x} (expected 0x0111)")]
     Version(u16),
     #[error("unknown operation code {0:#06x}")]
@@ -42,6 +42,14 @@ pub enum WireError {
     Range { field: &'static str, value: i64, limit: &'static str },
     #[error("bus id is not a NUL-terminated string")]
     BusId,
+}
+
+// By hand, not `#[from]`: the message already says the I/O error, so it is not also a
+// `source()` (each cause said once).
+impl From<io::Error> for WireError {
+    fn from(e: io::Error) -> WireError {
+        WireError::Io(e)
+    }
 }
 
 /// The 8-byte header of the OP_* messages (before import).

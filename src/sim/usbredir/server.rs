@@ -29,10 +29,20 @@ use crate::usb::Speed;
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {source}. Is another program (a second isoscope virtual-device?) using the port? Pick another with --listen and give QEMU the same port")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr}: {error}. Is another program (a second isoscope virtual-device?) using the port?")]
+    Bind { addr: SocketAddr, error: std::io::Error },
     #[error(transparent)]
     Device(#[from] crate::sim::SimError),
+}
+
+impl ServerError {
+    /// What to change: the port, when it is taken.
+    pub fn fix(&self) -> Option<crate::fix::Fix> {
+        match self {
+            ServerError::Bind { .. } => Some(crate::fix::Fix::OtherListenPort { qemu: true }),
+            ServerError::Device(_) => None,
+        }
+    }
 }
 
 /// How long the server waits for a client's hello after it connects, for the rest of a
@@ -59,8 +69,8 @@ pub struct Replug {
 
 /// Binds the server's listening socket (so QEMU may connect as soon as this returns).
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
-    listener.set_nonblocking(true).map_err(|source| ServerError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr).map_err(|error| ServerError::Bind { addr, error })?;
+    listener.set_nonblocking(true).map_err(|error| ServerError::Bind { addr, error })?;
     Ok(listener)
 }
 

@@ -257,12 +257,15 @@ s4() {
   isoscope capture $opts --mode auto --stats-json /tmp/a.json 2>/tmp/a.log; arc=$?
   echo "$old" > /sys/module/usbcore/parameters/usbfs_memory_mb
   zmsg=$(grep "error" /tmp/z.log | head -1)
-  if [ "$zrc" != 0 ] && echo "$zmsg" | grep -q "usbfs_memory_mb is 1 MiB" && echo "$zmsg" | grep -q "usbcore.usbfs_memory_mb=" \
+  # The remedy is its own line, once, in the command line's words.
+  zfix=$(grep "^isoscope: fix:" /tmp/z.log)
+  if [ "$zrc" != 0 ] && echo "$zmsg" | grep -q "usbfs_memory_mb is 1 MiB" && echo "$zfix" | grep -q "usbcore.usbfs_memory_mb=" \
+     && echo "$zfix" | grep -q -- "--urbs" && [ "$(echo "$zfix" | wc -l)" = 1 ] \
      && [ "$arc" = 0 ] && grep -q "capturing in copy mode" /tmp/a.log && [ "$(json /tmp/a.json mode_used)" = copy ] \
      && [ "$(json /tmp/a.json frames)" -gt 0 ]; then
     result usbfs-cap PASS "zerocopy refused ($(echo "$zmsg" | cut -c1-160)...); auto captured $(json /tmp/a.json frames) frames in copy mode"
   else
-    result usbfs-cap FAIL "zerocopy exit $zrc: $zmsg | auto exit $arc: $(tail -2 /tmp/a.log | tr '\n' ' ')"
+    result usbfs-cap FAIL "zerocopy exit $zrc: $zmsg | $zfix | auto exit $arc: $(tail -2 /tmp/a.log | tr '\n' ' ')"
   fi
   unplug
 }
