@@ -348,6 +348,17 @@ fn the_ab_run_alternates_zero_copy_and_copy_and_returns_to_the_chosen_mode() {
         // The kernel copies in copy mode only (the simulator models that).
         assert_eq!(r.copied_bytes > 0, r.path == Copy, "{r:?}");
     }
+    // The tab says it in words, read from the UI: the medians' ratio for each figure, and
+    // the one clear difference, bytes the kernel copied, as none against some.
+    h.step();
+    let cpu = h.get_by_label_contains("engine CPU per MiB: copy / zero-copy").value().unwrap_or_default();
+    assert!(
+        cpu.contains("x,") && (cpu.contains("no clear difference") || cpu.contains("in every round")),
+        "{cpu}"
+    );
+    let copied =
+        h.get_by_label_contains("bytes the kernel copied: zero-copy 0 B, copy").value().unwrap_or_default();
+    assert!(copied.ends_with("copy higher in every round"), "{copied}");
     // Back on the mode the user had (auto: zero-copy here), still running.
     step_until(&mut h, "the capture again", |a| a.running());
     assert_eq!(h.state().path(), Some(ZeroCopy));
@@ -566,4 +577,59 @@ fn the_notices_alone_show_an_error_once_with_its_fix_and_dismiss_is_a_command() 
     h.get_by_label("Dismiss").click();
     h.run();
     assert_eq!(h.state().commands, vec![isoscope::ui::Command::DismissError]);
+}
+
+/// The gap census the raw view's caption shows (zero, non-zero), read from the UI.
+fn shown_gap_census(h: &Harness<'_, IsoscopeApp>) -> (u64, u64) {
+    let text = h.get_by_label_contains("gap bytes: ").value().unwrap_or_default();
+    let nums: Vec<u64> = text
+        .split("gap bytes: ")
+        .nth(1)
+        .unwrap_or_default()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .take(2)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums.len(), 2, "{text}");
+    (nums[0], nums[1])
+}
+
+#[test]
+fn the_raw_view_shows_zeroed_gaps_in_copy_mode_and_stale_bytes_in_zero_copy() {
+    let faults = isoscope::sim::Faults { short_ratio: 0.5, ..isoscope::sim::Faults::default() };
+    let session = isoscope::session::SessionConfig {
+        sim: isoscope::sim::SimConfig { faults, ..isoscope::sim::SimConfig::default() },
+        ..isoscope::session::SessionConfig::default()
+    };
+    let mut seen = Vec::new();
+    for mode in [ModeRequest::Copy, ModeRequest::ZeroCopy] {
+        let opts = GuiOptions {
+            device: Some("sim:sine:1000".into()),
+            fresh: true,
+            session: Some(session.clone()),
+            ..GuiOptions::default()
+        };
+        let settings = Settings { history_s: 10.0, mode, tab: Tab::Compare, ..Settings::default() };
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1280.0, 800.0))
+            .build_state(|ctx, app: &mut IsoscopeApp| app.ui(ctx), IsoscopeApp::new(settings, opts, None));
+        step_until(&mut h, "the capture", |a| a.running());
+        // After a second every URB slot has been used several times: in zero-copy mode the
+        // pages then hold earlier transfers' bytes.
+        step_until(&mut h, "a second of frames", |a| a.history.total() > 48_000);
+        // Drop the URB the tab took when it opened; the button asks for the next one.
+        h.state_mut().view.raw = None;
+        h.get_by_label("Capture one URB").click_accesskit();
+        step_until(&mut h, "a new raw URB", |a| a.view.raw.is_some());
+        h.step();
+        let (zero, stale) = shown_gap_census(&h);
+        let raw = h.state().view.raw.clone().unwrap();
+        assert_eq!((zero, stale), (raw.gap_census().0 as u64, raw.gap_census().1 as u64));
+        assert!(zero + stale > 0, "{mode:?}: short packets leave gaps");
+        seen.push((mode, zero, stale));
+    }
+    // Copy mode: every gap byte is 0. Zero-copy: the sine's stale bytes show through.
+    assert_eq!(seen[0].2, 0, "{seen:?}");
+    assert!(seen[1].2 > 0, "{seen:?}");
 }

@@ -133,6 +133,32 @@ impl RawSnapshot {
         !self.packets.iter().any(|p| p.valid().contains(&i))
     }
 
+    /// Gap bytes that hold 0 and gap bytes that hold something else (stale data from an
+    /// earlier transfer, in zero-copy mode): `(zero, non_zero)`.
+    pub fn gap_census(&self) -> (usize, usize) {
+        // Packets sit at increasing offsets (each starts where the one before was asked to end).
+        let (mut zero, mut non_zero, mut at) = (0, 0, 0);
+        let mut count = |bytes: &[u8]| {
+            let z = bytes.iter().filter(|&&b| b == 0).count();
+            zero += z;
+            non_zero += bytes.len() - z;
+        };
+        for r in self.packets.iter().map(RawPacket::valid) {
+            let start = r.start.min(self.buffer.len());
+            if start > at {
+                count(&self.buffer[at..start]);
+            }
+            at = at.max(r.end.min(self.buffer.len()));
+        }
+        count(&self.buffer[at.min(self.buffer.len())..]);
+        (zero, non_zero)
+    }
+
+    /// The packet whose requested span holds byte `i`, by index.
+    pub fn packet_at(&self, i: usize) -> Option<usize> {
+        self.packets.iter().position(|p| (p.offset..p.offset + p.requested as usize).contains(&i))
+    }
+
     /// Bytes that are gaps.
     pub fn gap_bytes(&self) -> usize {
         let valid: usize = self.packets.iter().map(|p| p.valid().len()).sum();
@@ -227,4 +253,27 @@ pub(crate) fn raw_tap(bytes: usize, packets: usize) -> (RawTap, RawSource) {
         RawTap { request: Arc::clone(&request), filled: filled_rx, recycle: free_tx },
         RawSource { request, filled: filled_tx, free: free_rx },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RawPacket, RawSnapshot};
+
+    #[test]
+    fn the_gap_census_counts_zero_and_stale_gap_bytes_apart() {
+        // Two packets asked for 4 bytes each: the first brought 2 (then 2 gap bytes, one
+        // stale), the second failed (4 gap bytes, all zero); a trailing stale byte.
+        let raw = RawSnapshot {
+            urb_id: 1,
+            path: None,
+            buffer: vec![1, 2, 0, 9, 0, 0, 0, 0, 7],
+            packets: vec![
+                RawPacket { offset: 0, requested: 4, actual: 2, status: 0 },
+                RawPacket { offset: 4, requested: 4, actual: 4, status: -18 },
+            ],
+        };
+        assert_eq!(raw.gap_census(), (5, 2));
+        assert_eq!(raw.gap_bytes(), 7);
+        assert_eq!((raw.packet_at(3), raw.packet_at(4), raw.packet_at(8)), (Some(0), Some(1), None));
+    }
 }

@@ -8,7 +8,7 @@ use egui_plot::{Bar, BarChart, Plot};
 use crate::capture::{ModeRequest, RawSnapshot, StatsSnapshot};
 use crate::dma::{human_bytes, TransferPath};
 
-use crate::session::ab::{AbResult, AbSettings, AbState};
+use crate::session::ab::{summary, AbResult, AbSettings, AbState, AbVerdict};
 
 use super::{Command, Panel, PanelCx, Settings};
 
@@ -123,30 +123,45 @@ impl CompareView<'_> {
     }
 }
 
+/// The A/B run's phases as bars (labelled by round and mode), each figure's medians, ratio
+/// and spread in a sentence, and the table of every phase.
 fn ab_chart(ui: &mut egui::Ui, results: &[AbResult]) {
-    ui.horizontal(|ui| {
-        for (title, value, unit) in [
-            ("CPU per MiB", (|r: &AbResult| r.cpu_us_per_mib) as fn(&AbResult) -> f64, "µs/MiB"),
-            ("syscalls per second", |r: &AbResult| r.syscalls_per_s, "1/s"),
-        ] {
+    let labels = phase_labels(results);
+    ui.horizontal_wrapped(|ui| {
+        type Get = fn(&AbResult) -> f64;
+        let charts: [(&str, Get); 3] = [
+            ("engine CPU per MiB (µs)", |r| r.cpu_us_per_mib),
+            ("syscalls per second", |r| r.syscalls_per_s),
+            ("bytes the kernel copied (KiB)", |r| r.copied_bytes as f64 / 1024.0),
+        ];
+        for (title, value) in charts {
             ui.vertical(|ui| {
-                ui.label(format!("{title} ({unit})"));
+                ui.label(title);
                 let mut zc = Vec::new();
                 let mut cp = Vec::new();
                 for (i, r) in results.iter().enumerate() {
-                    let bar = Bar::new(i as f64, value(r)).name(format!("round {} {}", r.round + 1, r.path));
+                    let bar = Bar::new(i as f64, value(r)).width(0.7).name(&labels[i]);
                     match r.path {
                         TransferPath::ZeroCopy => zc.push(bar),
                         TransferPath::Copy => cp.push(bar),
                     }
                 }
+                let labels = &labels;
                 Plot::new(title)
-                    .width(ui.available_width().min(420.0))
-                    .height(180.0)
+                    .width(ui.available_width().clamp(200.0, 380.0))
+                    .height(170.0)
                     .legend(egui_plot::Legend::default())
                     .allow_drag(false)
                     .allow_zoom(false)
                     .allow_scroll(false)
+                    .x_grid_spacer(egui_plot::uniform_grid_spacer(|_| [1.0, 1.0, 1.0]))
+                    .x_axis_formatter(move |mark, _| {
+                        let i = mark.value.round();
+                        if (mark.value - i).abs() > 1e-6 || i < 0.0 {
+                            return String::new();
+                        }
+                        labels.get(i as usize).cloned().unwrap_or_default()
+                    })
                     .show(ui, |pui| {
                         pui.bar_chart(
                             BarChart::new("zero-copy", zc).color(egui::Color32::from_rgb(60, 160, 90)),
@@ -156,6 +171,17 @@ fn ab_chart(ui: &mut egui::Ui, results: &[AbResult]) {
             });
         }
     });
+    let figures = summary(results);
+    if !figures.is_empty() {
+        ui.strong("Summary (medians over the rounds)");
+        for f in &figures {
+            let colour = match f.verdict() {
+                AbVerdict::WithinSpread | AbVerdict::OneRound => ui.visuals().weak_text_color(),
+                AbVerdict::CopyHigher | AbVerdict::CopyLower => ui.visuals().strong_text_color(),
+            };
+            ui.colored_label(colour, f.statement());
+        }
+    }
     egui::Grid::new("ab_table").striped(true).show(ui, |ui| {
         for h in ["round", "mode", "CPU µs/MiB", "syscalls/s", "kernel copied", "reap latency"] {
             ui.strong(h);
@@ -173,39 +199,85 @@ fn ab_chart(ui: &mut egui::Ui, results: &[AbResult]) {
     });
 }
 
-/// Bytes as cells, 64 to a row: valid bytes in the signal colour, gaps hatched apart,
-/// packet starts marked with a bar.
+/// Byte `i` of the URB and the 16 around it, in hex, with its packet.
+fn hex_tooltip(ui: &mut egui::Ui, raw: &RawSnapshot, i: usize) {
+    let b = raw.buffer[i];
+    let what = if raw.is_gap(i) { "gap (never read as signal)" } else { "signal" };
+    ui.monospace(format!("byte {i} (0x{i:04x}) = 0x{b:02x}: {what}"));
+    if let Some(k) = raw.packet_at(i) {
+        let pk = &raw.packets[k];
+        let status = if pk.status == 0 { "ok".to_string() } else { format!("errno {}", -pk.status) };
+        ui.monospace(format!("packet {k}: asked {} bytes, got {}, {status}", pk.requested, pk.actual));
+    }
+    let start = i & !15;
+    let end = (start + 16).min(raw.buffer.len());
+    let hex: Vec<String> = (start..end)
+        .map(|j| if j == i { format!("[{:02x}]", raw.buffer[j]) } else { format!("{:02x}", raw.buffer[j]) })
+        .collect();
+    ui.monospace(format!("{start:04x}: {}", hex.join(" ")));
+}
+
+/// What the bars' axis says under each phase: its round and mode ("r2 copy").
+fn phase_labels(results: &[AbResult]) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| {
+            let mode = if r.path == TransferPath::ZeroCopy { "zero-copy" } else { "copy" };
+            format!("r{} {mode}", r.round + 1)
+        })
+        .collect()
+}
+
+/// The colours of the raw view: signal by value (teal), gap bytes holding 0 (dark red) and
+/// gap bytes holding anything else (stale data: orange to yellow by value).
+fn byte_colour(b: u8, gap: bool) -> egui::Color32 {
+    let v = f32::from(b) / 255.0;
+    match (gap, b) {
+        (false, _) => egui::Color32::from_rgb(30, (60.0 + 160.0 * v) as u8, (90.0 + 120.0 * v) as u8),
+        (true, 0) => egui::Color32::from_rgb(80, 24, 24),
+        (true, _) => egui::Color32::from_rgb(235, (90.0 + 150.0 * v) as u8, 30),
+    }
+}
+
+/// What the raw view's caption says of the gaps: counted, zero against non-zero.
+fn gap_caption(raw: &RawSnapshot) -> String {
+    let (zero, stale) = raw.gap_census();
+    format!("gap bytes: {zero} zero, {stale} non-zero")
+}
+
+/// Bytes as cells, 64 to a row, coloured by value: signal teal, gaps that hold 0 dark red,
+/// gaps that hold stale bytes orange; packet starts marked with a bar; a hex view of the
+/// row under the pointer.
 fn raw_view(ui: &mut egui::Ui, raw: &RawSnapshot) {
     let path = raw.path.map_or("?".to_string(), |p| p.to_string());
     ui.label(format!(
-        "URB {} ({path}): {} bytes in {} packets, {} gap bytes. Gaps hold {}.",
+        "URB {} ({path}): {} bytes in {} packets; {}.",
         raw.urb_id,
         raw.buffer.len(),
         raw.packets.len(),
-        raw.gap_bytes(),
-        match raw.path {
-            Some(TransferPath::Copy) =>
-                "zeros (the kernel zeroed its bounce buffer) or what a failed packet left",
-            _ => "stale bytes from an earlier transfer (the DMA pages are reused as they are)",
-        }
+        gap_caption(raw)
     ));
+    ui.small(match raw.path {
+        Some(TransferPath::Copy) => {
+            "Copy mode: the kernel zeroes its bounce buffer at submit, so a gap reads 0 (or what a failed \
+             packet left)."
+        }
+        _ => {
+            "Zero-copy: the DMA pages are reused as they are, so a gap keeps stale bytes of an earlier transfer. \
+             isoscope never reads a gap as signal."
+        }
+    });
     let cols = 64usize;
     let cell = 9.0f32;
     let rows = raw.buffer.len().div_ceil(cols).min(64);
-    let (rect, _) =
+    let (rect, response) =
         ui.allocate_exact_size(egui::vec2(cols as f32 * cell, rows as f32 * cell), egui::Sense::hover());
     let p = ui.painter_at(rect);
     for (i, &b) in raw.buffer.iter().enumerate().take(rows * cols) {
         let (r, c) = (i / cols, i % cols);
         let min = rect.min + egui::vec2(c as f32 * cell, r as f32 * cell);
         let cr = egui::Rect::from_min_size(min, egui::vec2(cell - 1.0, cell - 1.0));
-        let v = b as f32 / 255.0;
-        let color = if raw.is_gap(i) {
-            egui::Color32::from_rgb((120.0 + 135.0 * v) as u8, 40, 40)
-        } else {
-            egui::Color32::from_rgb(30, (60.0 + 160.0 * v) as u8, (90.0 + 120.0 * v) as u8)
-        };
-        p.rect_filled(cr, 0.0, color);
+        p.rect_filled(cr, 0.0, byte_colour(b, raw.is_gap(i)));
     }
     for pk in &raw.packets {
         let i = pk.offset;
@@ -220,10 +292,19 @@ fn raw_view(ui: &mut egui::Ui, raw: &RawSnapshot) {
             egui::Stroke::new(2.0, ui.visuals().strong_text_color()),
         );
     }
+    if let Some(pos) = response.hover_pos() {
+        let (c, r) = (((pos.x - rect.min.x) / cell) as usize, ((pos.y - rect.min.y) / cell) as usize);
+        let i = r * cols + c.min(cols - 1);
+        if i < raw.buffer.len() {
+            response.on_hover_ui_at_pointer(|ui| hex_tooltip(ui, raw, i));
+        }
+    }
     ui.horizontal(|ui| {
-        for (name, color) in
-            [("signal", egui::Color32::from_rgb(30, 200, 200)), ("gap", egui::Color32::from_rgb(220, 40, 40))]
-        {
+        for (name, color) in [
+            ("signal", byte_colour(200, false)),
+            ("gap holding 0", byte_colour(0, true)),
+            ("gap holding stale bytes", byte_colour(200, true)),
+        ] {
             let (r, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
             ui.painter().rect_filled(r, 2.0, color);
             ui.label(name);
@@ -246,4 +327,24 @@ fn raw_view(ui: &mut egui::Ui, raw: &RawSnapshot) {
             }
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_are_labelled_by_round_and_mode() {
+        let r = |round, path| AbResult {
+            round,
+            path,
+            cpu_us_per_mib: 1.0,
+            syscalls_per_s: 1.0,
+            copied_bytes: 0,
+            latency_us: 1.0,
+            seconds: 1.0,
+        };
+        let rs = [r(0, TransferPath::ZeroCopy), r(0, TransferPath::Copy), r(1, TransferPath::ZeroCopy)];
+        assert_eq!(phase_labels(&rs), ["r1 zero-copy", "r1 copy", "r2 zero-copy"]);
+    }
 }
