@@ -48,6 +48,17 @@ impl Panel for PoolPanel {
     }
 }
 
+/// The usbfs gauge's title: the cap it is against, and whose (the simulator has its own).
+fn usbfs_gauge_name(usbfs_memory_mb: Option<u32>, simulated: bool) -> String {
+    match (usbfs_memory_mb, simulated) {
+        (Some(mb), true) => {
+            format!("against the simulated device's usbfs_memory_mb = {mb} (not this machine's)")
+        }
+        (Some(mb), false) => format!("against usbfs_memory_mb = {mb}"),
+        (None, _) => "usbfs_memory_mb (unreadable)".into(),
+    }
+}
+
 fn show(ui: &mut egui::Ui, info: Option<&CaptureInfo>, slots: Option<&SlotStates>) {
     let Some(info) = info else {
         ui.label("No capture running: start one to see its buffer pool.");
@@ -85,10 +96,7 @@ fn show(ui: &mut egui::Ui, info: Option<&CaptureInfo>, slots: Option<&SlotStates
         });
     };
     gauge(ui, "against the app cap", Some(l.app_cap_bytes));
-    let usbfs_name = match l.usbfs_memory_mb {
-        Some(mb) => format!("against usbfs_memory_mb = {mb}"),
-        None => "usbfs_memory_mb (unreadable)".into(),
-    };
+    let usbfs_name = usbfs_gauge_name(l.usbfs_memory_mb, info.device.simulated);
     gauge(ui, &usbfs_name, l.usbfs_bytes());
     egui::Grid::new("pool_numbers").num_columns(2).striped(true).show(ui, |ui| {
         ui.label("buffer pool");
@@ -178,6 +186,16 @@ mod tests {
         let info = cap.info().clone();
         cap.stop();
         info
+    }
+
+    #[test]
+    fn the_simulated_cap_is_named_as_the_simulators() {
+        assert_eq!(
+            usbfs_gauge_name(Some(16), true),
+            "against the simulated device's usbfs_memory_mb = 16 (not this machine's)"
+        );
+        assert_eq!(usbfs_gauge_name(Some(16), false), "against usbfs_memory_mb = 16");
+        assert_eq!(usbfs_gauge_name(None, false), "usbfs_memory_mb (unreadable)");
     }
 
     #[test]

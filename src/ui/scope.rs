@@ -202,7 +202,8 @@ impl ScopePanel {
             .allow_zoom(paused)
             .allow_scroll(paused)
             .allow_boxed_zoom(paused)
-            .allow_double_click_reset(false);
+            .allow_double_click_reset(false)
+            .label_formatter(|name, p| scope_hover_text(name, p.x, p.y));
         if !paused {
             plot = plot.auto_bounds(egui::Vec2b::FALSE);
         }
@@ -497,6 +498,12 @@ pub fn export_csv(
     Ok(path)
 }
 
+/// What the pointer's spot on the scope says: the time with its unit, and the amplitude.
+fn scope_hover_text(name: &str, t: f64, v: f64) -> String {
+    let who = if name.is_empty() { String::new() } else { format!("{name}: ") };
+    format!("{who}t = {}, {v:.4} FS", fmt_seconds(t))
+}
+
 pub fn fmt_seconds(s: f64) -> String {
     let a = s.abs();
     if a >= 1.0 {
@@ -511,6 +518,12 @@ pub fn fmt_seconds(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scope_hover_gives_the_time_with_its_unit() {
+        assert_eq!(scope_hover_text("ch 1", 0.0125, 0.5), "ch 1: t = 12.500 ms, 0.5000 FS");
+        assert_eq!(scope_hover_text("", 2.0, -1.0), "t = 2 s, -1.0000 FS");
+    }
 
     #[test]
     fn decimated_points_hold_the_envelope_and_are_bounded_by_columns() {

@@ -154,6 +154,7 @@ impl SpectrumPanel {
             .allow_drag(false)
             .allow_zoom(false)
             .allow_scroll(false)
+            .label_formatter(move |name, p| hover_text(name, p.x, p.y, log))
             .x_axis_formatter(move |m, _| {
                 let hz = if log { 10f64.powf(m.value) } else { m.value };
                 if hz >= 1000.0 {
@@ -231,6 +232,15 @@ pub fn meters_ui(ui: &mut egui::Ui, a: &Analysis) {
     ui.small("RMS is not sine-referenced: a full-scale sine reads -3 dBFS.");
 }
 
+/// What the pointer's spot on the spectrum says: the frequency in Hz (the axis is log10 of it
+/// on a log axis) and the level.
+fn hover_text(name: &str, x: f64, y: f64, log: bool) -> String {
+    let hz = if log { 10f64.powf(x) } else { x };
+    let f = if hz >= 1000.0 { format!("{:.3} kHz", hz / 1000.0) } else { format!("{hz:.1} Hz") };
+    let who = if name.is_empty() { String::new() } else { format!("{name}: ") };
+    format!("{who}{f}, {y:.1} dBFS")
+}
+
 fn bar(ui: &mut egui::Ui, name: &str, db: f32) {
     let frac = ((db + 60.0) / 60.0).clamp(0.0, 1.0);
     let color = if db > -1.0 {
@@ -241,7 +251,22 @@ fn bar(ui: &mut egui::Ui, name: &str, db: f32) {
         egui::Color32::from_rgb(60, 170, 80)
     };
     let text = if db <= DB_FLOOR { format!("{name} -inf dBFS") } else { format!("{name} {db:.1} dBFS") };
-    // Dark text on the bright bar, readable in both themes.
-    let text = egui::RichText::new(text).color(egui::Color32::from_gray(10));
-    ui.add(egui::ProgressBar::new(frac).fill(color).text(text).desired_width(200.0));
+    // The figure beside the bar, not on it: on the bar it was readable only over the filled
+    // part, so a low level was cut ("RMS -33.8 dBF").
+    ui.horizontal(|ui| {
+        ui.add(egui::ProgressBar::new(frac).fill(color).desired_width(110.0));
+        ui.monospace(text);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hover_text;
+
+    #[test]
+    fn the_hover_says_hertz_on_a_log_axis_too() {
+        assert_eq!(hover_text("ch 1", 3.0, -6.02, true), "ch 1: 1.000 kHz, -6.0 dBFS");
+        assert_eq!(hover_text("", 440.0, -20.0, false), "440.0 Hz, -20.0 dBFS");
+        assert_eq!(hover_text("ch 2", 2.0, -1.0, true), "ch 2: 100.0 Hz, -1.0 dBFS");
+    }
 }
