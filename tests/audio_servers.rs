@@ -23,10 +23,12 @@
 //! The device clock runs at 0 and at +-500 ppm. One run at a time (real time, 2 cores). A
 //! probe thread that sleeps 1 ms at a time watches the machine itself: a run that fails
 //! while the machine stalled for longer than a quantum is run again (three runs at most),
-//! and the last passes only if each gap, underrun or overrun beyond the above is matched by
-//! one of its stalls. (On CI, a PipeWire run heard a 10.7 ms gap with the monitor reporting
-//! no underrun; with isoscope's threads at SCHED_FIFO the single-quantum gaps stayed, so
-//! they are the server's scheduling, not the client's.)
+//! and the last passes only if each gap, underrun, overrun or resync beyond the above is
+//! matched by one of its stalls. (On CI, a PipeWire run heard a 10.7 ms gap with the monitor
+//! reporting no underrun; with isoscope's threads at SCHED_FIFO the single-quantum gaps
+//! stayed, so they are the server's scheduling, not the client's. Here, in a spell when the
+//! probe saw 95 stalls over 5 ms a minute, up to 55 ms, runs heard 23-26 gaps and resynced
+//! up to 7 times; outside such spells, 0-3 gaps in 30 s.)
 //! The servers, `parec` and the ALSA plugins come from Debian's pulseaudio, pulseaudio-utils,
 //! pipewire, pipewire-bin, pipewire-pulse, pipewire-alsa, wireplumber, dbus and
 //! libasound2-plugins (`scripts/deps servers`). Without them these tests say so and pass,
@@ -391,7 +393,7 @@ fn play(server: &Server, host: &str, ppm: f64, seconds: f64) -> (Run, support::S
 }
 
 /// The checks of one run; `excused` machine stalls may each account for one more gap (of
-/// any length), underrun or overrun.
+/// any length), underrun, overrun or resync.
 fn check(run: &Run, excused: u64) -> Result<(), String> {
     let Run { report, heard, summary, .. } = run;
     let fail = |why: &str| Err(format!("{summary}: {why}"));
@@ -416,7 +418,9 @@ fn check(run: &Run, excused: u64) -> Result<(), String> {
     if (heard.rms_dbfs - (-9.03)).abs() >= 0.5 {
         return fail("the level should be -9.03 dBFS");
     }
-    if report.underruns > 2 + excused || report.overruns > 2 + excused || report.resyncs > 3 {
+    // A stall of the machine longer than the latency held moves the fill past what the drift
+    // loop can follow, and the monitor resyncs: each stall may excuse one of those too.
+    if report.underruns > 2 + excused || report.overruns > 2 + excused || report.resyncs > 3 + excused {
         return fail("at most 2 underruns, 2 overruns and 3 resyncs");
     }
     let (median, holding) = (report.latency_ms_median.unwrap(), report.holding_ms.unwrap());
