@@ -107,10 +107,6 @@ impl Problem {
     pub fn of(e: &(dyn std::error::Error + 'static)) -> Problem {
         Problem { message: e.to_string(), fix: crate::fix::find(e).map(crate::fix::Fix::for_gui) }
     }
-
-    fn capture(e: &CaptureError) -> Problem {
-        Problem::of(e)
-    }
 }
 
 impl std::fmt::Display for Problem {
@@ -489,7 +485,7 @@ impl Worker {
                 Ok(())
             }
             Err(e) => {
-                let p = Problem::capture(&e);
+                let p = Problem::of(&e);
                 self.emit(SessionEvent::OpenFailed(p.clone()));
                 Err(p)
             }
@@ -506,7 +502,7 @@ impl Worker {
         let live = self.live.take()?;
         let path = live.capture.info().path;
         let (stats, late) = live.capture.stop();
-        let failure = failure.or(late).map(|e| Problem::capture(&e));
+        let failure = failure.or(late).map(|e| Problem::of(&e));
         self.emit(SessionEvent::Stopped(Stopped { stats: stats.clone(), failure, unplugged }));
         self.stop_recording();
         self.stop_monitor();

@@ -14,7 +14,34 @@ use super::{Command, Panel, PanelCx, Settings};
 
 /// The copy vs zero-copy tab.
 #[derive(Default)]
-pub struct ComparePanel;
+pub struct ComparePanel {
+    ab_text: AbText,
+}
+
+/// What the A/B chart and summary say, made once per set of results rather than every frame.
+#[derive(Default)]
+struct AbText {
+    /// The results it was made from.
+    results: Vec<AbResult>,
+    /// Each phase's bar label ("r2 copy").
+    labels: Vec<String>,
+    /// Each figure's sentence, and whether it states a clear difference.
+    statements: Vec<(String, bool)>,
+}
+
+impl AbText {
+    fn update(&mut self, results: &[AbResult]) -> &AbText {
+        if self.results != results {
+            self.results = results.to_vec();
+            self.labels = phase_labels(results);
+            self.statements = summary(results)
+                .iter()
+                .map(|f| (f.statement(), matches!(f.verdict(), AbVerdict::CopyHigher | AbVerdict::CopyLower)))
+                .collect();
+        }
+        self
+    }
+}
 
 impl Panel for ComparePanel {
     fn ui(&mut self, ui: &mut egui::Ui, settings: &mut Settings, cx: &mut PanelCx<'_>) {
@@ -30,6 +57,7 @@ impl Panel for ComparePanel {
             ab: &v.ab,
             settings: &mut settings.ab,
             raw: v.raw.as_ref(),
+            ab_text: self.ab_text.update(&v.ab.results),
         };
         view.ui(ui, cx.commands);
     }
@@ -42,6 +70,7 @@ struct CompareView<'a> {
     ab: &'a AbState,
     settings: &'a mut AbSettings,
     raw: Option<&'a RawSnapshot>,
+    ab_text: &'a AbText,
 }
 
 impl CompareView<'_> {
@@ -106,7 +135,7 @@ impl CompareView<'_> {
                 ui.colored_label(egui::Color32::from_rgb(210, 60, 40), e);
             }
             if !self.ab.results.is_empty() {
-                ab_chart(ui, &self.ab.results);
+                ab_chart(ui, &self.ab.results, self.ab_text);
             }
             ui.separator();
             ui.heading("Raw buffer of one URB");
@@ -125,8 +154,8 @@ impl CompareView<'_> {
 
 /// The A/B run's phases as bars (labelled by round and mode), each figure's medians, ratio
 /// and spread in a sentence, and the table of every phase.
-fn ab_chart(ui: &mut egui::Ui, results: &[AbResult]) {
-    let labels = phase_labels(results);
+fn ab_chart(ui: &mut egui::Ui, results: &[AbResult], text: &AbText) {
+    let labels = &text.labels;
     ui.horizontal_wrapped(|ui| {
         type Get = fn(&AbResult) -> f64;
         let charts: [(&str, Get); 3] = [
@@ -146,7 +175,6 @@ fn ab_chart(ui: &mut egui::Ui, results: &[AbResult]) {
                         TransferPath::Copy => cp.push(bar),
                     }
                 }
-                let labels = &labels;
                 Plot::new(title)
                     .width(ui.available_width().clamp(200.0, 380.0))
                     .height(170.0)
@@ -171,15 +199,12 @@ fn ab_chart(ui: &mut egui::Ui, results: &[AbResult]) {
             });
         }
     });
-    let figures = summary(results);
-    if !figures.is_empty() {
+    if !text.statements.is_empty() {
         ui.strong("Summary (medians over the rounds)");
-        for f in &figures {
-            let colour = match f.verdict() {
-                AbVerdict::WithinSpread | AbVerdict::OneRound => ui.visuals().weak_text_color(),
-                AbVerdict::CopyHigher | AbVerdict::CopyLower => ui.visuals().strong_text_color(),
-            };
-            ui.colored_label(colour, f.statement());
+        for (statement, clear) in &text.statements {
+            let colour =
+                if *clear { ui.visuals().strong_text_color() } else { ui.visuals().weak_text_color() };
+            ui.colored_label(colour, statement);
         }
     }
     egui::Grid::new("ab_table").striped(true).show(ui, |ui| {
