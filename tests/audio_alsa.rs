@@ -11,9 +11,10 @@
 //!
 //! They run in real time, one at a time. A stall of the whole machine longer than the
 //! latency headroom (seen here for a minute or two after a big build, and for long spells
-//! on a busy virtual machine) empties any 20 ms output; such a run is told apart by a probe
-//! thread and run again, and when no run is free of stalls, each underrun must be matched
-//! by a stall of the machine itself ([`support::checked_runs`]).
+//! on a busy virtual machine) empties any 20 ms output; a probe thread tells such stalls
+//! apart, and a run passes when each underrun beyond the rules is matched by a stall of the
+//! machine itself in that run; one that fails even so while the machine stalled is run again
+//! ([`support::checked_runs`]).
 //!
 //! Needs `libasound2-dev` to build and `libasound2-data` (alsa.conf) to run.
 
@@ -69,7 +70,8 @@ struct Played {
 const STALL_LIMIT_MS: f64 = 12.0;
 
 /// Runs `play` and `check`s it, five runs at most, as [`support::checked_runs`] says: a
-/// failed check is run again only when a probe saw the machine itself stall for longer than
+/// glitch is excused only by, and a failed check is run again only after, a probe seeing
+/// the machine itself stall for longer than
 /// [`STALL_LIMIT_MS`] (seen here after big builds and on a busy virtual machine: 15-54 ms
 /// stalls of every process, with the monitor's underruns in the same runs).
 fn play_checked(

@@ -96,10 +96,12 @@ impl StallProbe {
 
 /// Runs `run` and `check`s it; returns the run and how many glitches were excused (0 for a
 /// clean run). `check(r, excused)` passes a run whose glitches are within `excused` stalls'
-/// worth. A failed check is run again (up to `runs` in all) only when the machine itself
-/// stalled past the limit during that run; when the last run stalled too, it passes only if
-/// its glitches are each matched by one of its stalls (`check(r, stalls)`). Any other
-/// failure fails.
+/// worth. A run passes when its check passes with each glitch beyond the rules matched by
+/// one of the stalls the probe saw during that same run (`check(r, stalls)`; a run with no
+/// stall must pass on its own). A run that fails even so is run again (up to `runs` in
+/// all) only when the machine itself stalled during it (what a stall does can reach past
+/// what one glitch stands for: a tone's frequency measured through a resync, say); a failure
+/// with no stall fails at once.
 pub fn checked_runs<R>(
     what: &str,
     runs: usize,
@@ -108,22 +110,21 @@ pub fn checked_runs<R>(
 ) -> (R, u64) {
     for attempt in 1..=runs {
         let (r, stalls) = run();
-        match check(&r, 0) {
-            Ok(()) => return (r, 0),
-            Err(e) if stalls.any() && attempt < runs => {
-                eprintln!("{what}: run {attempt}: {e}; the machine itself had {stalls}: running again")
+        let Err(strict) = check(&r, 0) else { return (r, 0) };
+        if !stalls.any() {
+            panic!("{what}: {strict} (no machine stall in this run)");
+        }
+        match check(&r, stalls.count) {
+            Ok(()) => {
+                eprintln!(
+                    "{what}: run {attempt} passes with its glitches each matched by one of its {stalls}: {strict}"
+                );
+                return (r, stalls.count);
             }
-            Err(e) if stalls.any() => match check(&r, stalls.count) {
-                Ok(()) => {
-                    eprintln!(
-                        "{what}: no run of {runs} was free of machine stalls; the last passes with its \
-                         glitches each matched by one of its {stalls}: {e}"
-                    );
-                    return (r, stalls.count);
-                }
-                Err(e) => panic!("{what}: {e}, more than its {stalls} account for"),
-            },
-            Err(e) => panic!("{what}: {e} ({stalls} in this run)"),
+            Err(e) if attempt < runs => {
+                eprintln!("{what}: run {attempt}: {e}, more than its {stalls} account for: running again")
+            }
+            Err(e) => panic!("{what}: {e}, more than its {stalls} account for, in each of {runs} runs"),
         }
     }
     unreachable!("the last run returns or panics")
